@@ -1,0 +1,263 @@
+"""Everything that touches the user's model during an attribution, in one place.
+
+* :func:`model_guard` puts the model in eval mode with parameter gradients off and restores
+  every module's ``training`` flag and every parameter's ``requires_grad`` afterwards, also
+  when the attribution raises.
+* :class:`HookSet` registers module hooks and always removes them on exit.
+* :func:`capture_outputs` records (a clone-protected version of) module outputs so that
+  gradients with respect to them can be taken even when an in-place op (``ReLU(inplace=True)``)
+  follows the module.
+* :class:`NonlinearityRules` replaces the backward pass of ReLU-like functions and max-pooling
+  while it is active. It works at the level of ``torch.nn.functional`` calls through a
+  :class:`torch.overrides.TorchFunctionMode`, not through module hooks, so it sees every call:
+  a ``ReLU`` module reused several times (torchvision ResNet), ``inplace=True`` ReLUs and
+  functional ``F.relu`` calls in ``forward`` (torchvision DenseNet) are all handled. In-place
+  variants (``relu_``, ``inplace=True``) are computed out of place; the module's return value
+  is what the caller uses, so the result is the same. Code that calls ``x.relu_()`` and then
+  ignores the return value is not supported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
+
+
+@contextlib.contextmanager
+def model_guard(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Run the body with ``model`` in eval mode and parameter gradients off; restore both.
+
+    Attributions explain the deployed (eval-mode) function; turning ``requires_grad`` off on
+    the parameters saves the memory autograd would keep for weight gradients.
+    """
+    training = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if eval_mode:
+            model.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, flag in training:
+            m.training = flag
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+class HookSet(contextlib.AbstractContextManager):
+    """A set of module hooks that is removed as a whole on ``__exit__`` (also on errors)."""
+
+    def __init__(self) -> None:
+        self.handles: list[RemovableHandle] = []
+
+    def forward(self, module: nn.Module, fn: Callable) -> None:
+        self.handles.append(module.register_forward_hook(fn))
+
+    def forward_pre(self, module: nn.Module, fn: Callable) -> None:
+        self.handles.append(module.register_forward_pre_hook(fn))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+@contextlib.contextmanager
+def capture_outputs(modules: dict[str, nn.Module]) -> Iterator[dict[str, list[Tensor]]]:
+    """Record every output of the given modules during the body, in call order.
+
+    The hook returns ``out.clone()`` to the rest of the network and keeps ``out`` itself, so
+    a following in-place op cannot overwrite the recorded tensor and
+    ``torch.autograd.grad(y, recorded)`` is the gradient with respect to the module output.
+    A module called several times gets one entry per call.
+    """
+    record: dict[str, list[Tensor]] = {name: [] for name in modules}
+
+    def make(name: str) -> Callable:
+        def hook(_module: nn.Module, _inp: tuple, out: Tensor) -> Tensor:
+            if not isinstance(out, Tensor):
+                raise TypeError(f"layer {name!r} returns {type(out).__name__}, not a Tensor")
+            record[name].append(out)
+            return out.clone()
+
+        return hook
+
+    with HookSet() as hooks:
+        for name, module in modules.items():
+            hooks.forward(module, make(name))
+        yield record
+
+
+# --------------------------------------------------------------------------------------------
+# Backward rules for nonlinearities, applied through a TorchFunctionMode.
+# --------------------------------------------------------------------------------------------
+
+_RELU_FUNCS = {F.relu, torch.relu, Tensor.relu, torch.relu_, Tensor.relu_, F.relu_}
+# func -> (out-of-place function, number of positional options after the input to keep);
+# positional options past that (``inplace``) are dropped.
+_ELEMENTWISE = {
+    **{f: (F.relu, 0) for f in _RELU_FUNCS},
+    **{f: (torch.sigmoid, 0) for f in (torch.sigmoid, Tensor.sigmoid, F.sigmoid)},
+    **{f: (torch.tanh, 0) for f in (torch.tanh, Tensor.tanh, F.tanh)},
+    F.elu: (F.elu, 1), F.leaky_relu: (F.leaky_relu, 1), F.gelu: (F.gelu, 1),
+    F.silu: (F.silu, 0), F.softplus: (F.softplus, 2),
+}
+_MAXPOOLS = {F.max_pool1d: F.max_pool1d, F.max_pool2d: F.max_pool2d}
+
+
+class _Guided(torch.autograd.Function):
+    """ReLU whose backward passes only positive gradients at positive inputs (GBP)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad.clamp(min=0) * (x > 0)
+
+
+class _Rectified(torch.autograd.Function):
+    """ReLU with the RectGrad backward of Kim et al. (2019), eq. (5) of that paper.
+
+    With a = ReLU(x) and g the incoming gradient, the importance a*g is thresholded per
+    sample at its q-th percentile tau over the whole layer; g passes where a*g > tau (and,
+    as for any ReLU, where x > 0).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, q: float) -> Tensor:
+        out = x.clamp(min=0)
+        ctx.save_for_backward(out)
+        ctx.q = q
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (a,) = ctx.saved_tensors
+        imp = (a * grad).flatten(1)
+        tau = torch.quantile(imp.float(), ctx.q / 100.0, dim=1, keepdim=True).to(imp.dtype)
+        keep = (imp > tau).view_as(grad) & (a > 0)
+        return grad * keep, None
+
+
+def _halves(t: Tensor) -> tuple[Tensor, Tensor]:
+    if t.shape[0] % 2:
+        raise RuntimeError(
+            "DeepLIFT rule saw a tensor whose batch is not [inputs; baselines]; the model "
+            "must keep the batch in dimension 0 and not mix samples"
+        )
+    return t.chunk(2)
+
+
+class _Rescale(torch.autograd.Function):
+    """DeepLIFT rescale rule (Shrikumar et al. 2017, eq. 3.3) for an elementwise f.
+
+    The batch is ``[inputs; baselines]``; the multiplier (f(x) - f(x0)) / (x - x0) replaces
+    f'(x) in both halves; where |x - x0| < eps the ordinary gradient is used.
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor, fn: Callable, args: tuple, kwargs: dict, eps: float) -> Tensor:
+        out = fn(t, *args, **kwargs)
+        ctx.save_for_backward(t, out)
+        ctx.fn, ctx.args, ctx.kwargs, ctx.eps = fn, args, kwargs, eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        t, out = ctx.saved_tensors
+        with torch.enable_grad():
+            t_ = t.detach().requires_grad_(True)
+            (local,) = torch.autograd.grad(ctx.fn(t_, *ctx.args, **ctx.kwargs), t_, grad)
+        x, x0 = _halves(t)
+        y, y0 = _halves(out)
+        dx, dy = torch.cat([x - x0] * 2), torch.cat([y - y0] * 2)
+        safe = dx.abs() >= ctx.eps
+        return torch.where(safe, grad * dy / torch.where(safe, dx, 1.0), local), None, None, None, None
+
+
+class _MaxPoolRescale(torch.autograd.Function):
+    """DeepLIFT for max-pooling on a ``[inputs; baselines]`` batch.
+
+    Follows the cross-maximum rule Captum uses so that results agree: with m = max(y, y0),
+    the input half routes g*(m - y0) to argmax(x) and the baseline half routes g*(y - m) to
+    argmax(x0); both are summed and divided by x - x0 (ordinary gradient where |x - x0| <
+    eps). Unlike ``max_unpool`` (which overwrites), overlapping windows accumulate, as the
+    chain rule requires.
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor, fn: Callable, args: tuple, kwargs: dict, eps: float) -> Tensor:
+        kwargs = {**kwargs, "return_indices": True}
+        out, idx = fn(t, *args, **kwargs)
+        ctx.save_for_backward(t, out, idx)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        t, out, idx = ctx.saved_tensors
+
+        def unpool(v: Tensor) -> Tensor:
+            flat = torch.zeros_like(t).flatten(2)
+            return flat.scatter_add_(2, idx.flatten(2), v.flatten(2)).view_as(t)
+
+        x, x0 = _halves(t)
+        y, y0 = _halves(out)
+        m = torch.maximum(y, y0)
+        routed = unpool(grad * torch.cat([m - y0, y - m]))
+        num = torch.cat([sum(_halves(routed))] * 2)
+        dx = torch.cat([x - x0] * 2)
+        safe = dx.abs() >= ctx.eps
+        return torch.where(safe, num / torch.where(safe, dx, 1.0), unpool(grad)), None, None, None, None
+
+
+class NonlinearityRules(TorchFunctionMode):
+    """Replace the backward pass of nonlinearities while the context is active.
+
+    ``rule`` is one of ``"guided"`` (Guided Backprop), ``"rectified"`` (RectGrad, option
+    ``q``) or ``"rescale"`` (DeepLIFT: every elementwise nonlinearity and max-pooling).
+    ``self.calls`` counts the replaced calls, so callers can refuse a model where the rule
+    never applied (e.g. a model with no ReLU at all).
+    """
+
+    def __init__(self, rule: str, q: float = 98.0, eps: float = 1e-10) -> None:
+        super().__init__()
+        if rule not in ("guided", "rectified", "rescale"):
+            raise ValueError(f"unknown rule {rule!r}")
+        self.rule, self.q, self.eps = rule, q, eps
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if self.rule in ("guided", "rectified") and func in _RELU_FUNCS:
+            self.calls += 1
+            x = args[0]
+            return _Guided.apply(x) if self.rule == "guided" else _Rectified.apply(x, self.q)
+        if self.rule == "rescale":
+            if func in _ELEMENTWISE:
+                self.calls += 1
+                kwargs.pop("inplace", None)
+                fn, keep = _ELEMENTWISE[func]
+                return _Rescale.apply(args[0], fn, tuple(args[1:1 + keep]), kwargs, self.eps)
+            if func in _MAXPOOLS:
+                self.calls += 1
+                if kwargs.get("return_indices"):
+                    raise NotImplementedError("DeepLIFT: max-pooling with return_indices")
+                kwargs.pop("return_indices", None)
+                return _MaxPoolRescale.apply(args[0], _MAXPOOLS[func], tuple(args[1:]),
+                                             kwargs, self.eps)
+        return func(*args, **kwargs)
