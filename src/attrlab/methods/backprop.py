@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Attribution, chunks, register
-from .checks import check_like, check_target_range
+from .checks import check_batch_size, check_like, check_target_range
 from .gradient import BaselineMixin
 from .hooks import NonlinearityRules
 
@@ -25,12 +25,12 @@ def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor,
     with torch.enable_grad():
         with rule:
             out = attr.forward(x)
-        if rule.calls == 0:
+        if rule.calls == 0 and rule.rule != "rescale":
+            # DeepLIFT of a linear model is well defined (the gradient); GBP and RectGrad
+            # are not: they would silently return the plain gradient.
             raise ValueError(
-                f"{type(attr).__name__}: the model made no call that the {rule.rule!r} rule "
-                "applies to (no ReLU"
-                + (", no other elementwise nonlinearity or max-pool" if rule.rule == "rescale"
-                   else "") + "); the method is undefined for it"
+                f"{type(attr).__name__}: the model made no ReLU call, so the {rule.rule!r} "
+                "rule never applied; the method is undefined for it"
             )
         check_target_range(target, out.shape[1])
         sel = out.gather(1, target.view(-1, 1)).squeeze(1)
@@ -108,7 +108,7 @@ class DeepLiftShap(Attribution):
                  internal_batch_size: int | None = None) -> None:
         super().__init__(model)
         self.deeplift = DeepLift(model, eps=eps)
-        self.internal_batch_size = internal_batch_size
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def _check_baselines(self, inputs: Tensor, baselines: Any) -> Tensor:
         if baselines is None:
@@ -128,7 +128,7 @@ class DeepLiftShap(Attribution):
         rows_x = inputs.repeat_interleave(nb, 0)
         rows_b = b.repeat((n,) + (1,) * (inputs.dim() - 1))
         rows_t = target.repeat_interleave(nb)
-        size = internal_batch_size or self.internal_batch_size
+        size = self.internal_batch_size if internal_batch_size is None else internal_batch_size
         out = torch.cat([
             self.deeplift._attribute(rows_x[sl], rows_t[sl], baselines=rows_b[sl])
             for sl in chunks(n * nb, size)

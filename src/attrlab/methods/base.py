@@ -26,7 +26,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .checks import TargetLike, check_inputs, check_target_range, resolve_target
+from .checks import TargetLike, check_batch_size, check_inputs, check_target_range, resolve_target
 from .hooks import model_guard
 
 _REGISTRY: dict[str, type["Attribution"]] = {}
@@ -160,7 +160,6 @@ def target_gradient(
 
 def chunks(n: int, size: int | None) -> list[slice]:
     """Slices covering range(n) in pieces of at most ``size`` (all at once for None)."""
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise ValueError(f"internal_batch_size must be a positive int or None, got {size!r}")
+    check_batch_size("internal_batch_size", size)
     step = n if size is None else size
     return [slice(i, min(i + step, n)) for i in range(0, n, step)]

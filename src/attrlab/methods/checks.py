@@ -149,3 +149,10 @@ def get_module(model: nn.Module, layer: str | nn.Module) -> nn.Module:
         hint = f"; did you mean one of {close}?" if close else ""
         raise ValueError(f"the model has no layer named {layer!r}{hint}")
     return modules[layer]
+
+
+def check_batch_size(name: str, value: int | None) -> int | None:
+    """``None`` (everything in one batch) or a positive int; anything else is a ValueError."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    return value

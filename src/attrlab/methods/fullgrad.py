@@ -77,11 +77,12 @@ def fullgrad_terms(attr: Attribution, inputs: Tensor, target: Tensor) -> FullGra
 
 def psi(v: Tensor) -> Tensor:
     """FullGrad post-processing: |v|, minus its per-sample minimum, divided by the per-sample
-    maximum (+1e-6) over the whole (C, H, W) tensor, then summed over channels."""
+    maximum (+1e-6) over the whole (C, H, W) tensor, then summed over channels. A flat
+    (N, D) tensor has no channel axis and is not summed."""
     a = v.abs().flatten(1)
     a = a - a.amin(1, keepdim=True)
-    a = a / (a.amax(1, keepdim=True) + 1e-6)
-    return a.view_as(v).sum(1, keepdim=True)
+    a = (a / (a.amax(1, keepdim=True) + 1e-6)).view_as(v)
+    return a.sum(1, keepdim=True) if v.dim() > 2 else a
 
 
 @register
@@ -107,7 +108,7 @@ class FullGrad(Attribution):
         terms = fullgrad_terms(self, inputs, target)
         sal = psi(terms.input_term)
         for b in terms.bias_terms:
-            if b.dim() == inputs.dim():
+            if b.dim() == inputs.dim() > 2:  # spatial bias maps only
                 sal = sal + upsample_to(psi(b), inputs, align_corners=True)
         return sal
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Attribution, chunks, get, register, target_gradient
-from .checks import check_like, select_target
+from .checks import check_batch_size, check_like, select_target
 
 
 @register
@@ -133,7 +133,9 @@ class IntegratedGradients(BaselineMixin, Attribution):
     def __init__(self, model: nn.Module, n_steps: int = 50, method: str = "gausslegendre",
                  internal_batch_size: int | None = None) -> None:
         super().__init__(model)
-        self.n_steps, self.method, self.internal_batch_size = n_steps, method, internal_batch_size
+        riemann_or_gauss(method, n_steps)  # validates both early
+        self.n_steps, self.method = n_steps, method
+        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any = None,
                    n_steps: int | None = None, method: str | None = None,
@@ -143,7 +145,8 @@ class IntegratedGradients(BaselineMixin, Attribution):
         alphas = alphas.to(inputs.device, inputs.dtype)
         weights = weights.to(inputs.device, inputs.dtype)
         n, diff = inputs.shape[0], inputs - base
-        size = internal_batch_size or self.internal_batch_size
+        size = self.internal_batch_size if internal_batch_size is None else internal_batch_size
+        check_batch_size("internal_batch_size", size)
         steps_per_chunk = None if size is None else max(1, size // n)
         total = torch.zeros_like(inputs)
         view = (-1, 1) + (1,) * (inputs.dim() - 1)
@@ -180,7 +183,8 @@ class NoiseTunnel(Attribution):
         if nt_type not in ("smoothgrad", "smoothgrad_sq", "vargrad"):
             raise ValueError(f"nt_type must be smoothgrad, smoothgrad_sq or vargrad; got {nt_type!r}")
         self.nt_type, self.nt_samples, self.stdevs = nt_type, nt_samples, stdevs
-        self.noise_level, self.nt_samples_batch_size = noise_level, nt_samples_batch_size
+        self.noise_level = noise_level
+        self.nt_samples_batch_size = check_batch_size("nt_samples_batch_size", nt_samples_batch_size)
         self.signed = self.base.signed and nt_type == "smoothgrad"
 
     def _attribute(self, inputs: Tensor, target: Tensor, nt_samples: int | None = None,

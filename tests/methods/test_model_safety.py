@@ -1,0 +1,180 @@
+"""The user's model is left exactly as it was, and bad input fails early with a clear error."""
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from attrlab import methods
+
+CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}}
+CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"}}
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    m = torchvision.models.resnet18(num_classes=10)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+    return m
+
+
+def snapshot(model):
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+    )
+
+
+def assert_untouched(model, snap):
+    state, training, grads = snap
+    now = model.state_dict()
+    assert state.keys() == now.keys()
+    for k in state:
+        assert torch.equal(state[k], now[k]), f"{k} changed"
+    assert [m.training for m in model.modules()] == training
+    assert [p.requires_grad for p in model.parameters()] == grads
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks, f"hook left on {m}"
+        assert not m._backward_hooks and not getattr(m, "_backward_pre_hooks", {})
+    assert all(p.grad is None for p in model.parameters())
+    assert not torch._C._is_torch_function_mode_enabled(), "a TorchFunctionMode was left on"
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_model_unchanged_after_attribute(resnet, name):
+    # train mode and a frozen first layer: both must survive the call
+    resnet.train()
+    resnet.conv1.weight.requires_grad_(False)
+    snap = snapshot(resnet)
+    x = torch.randn(2, 3, 32, 32)
+    out = methods.get(name, resnet, **CTOR.get(name, {})).attribute(x, target=3,
+                                                                   **CALL.get(name, {}))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert_untouched(resnet, snap)
+    resnet.conv1.weight.requires_grad_(True)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("name", methods.available())
+def test_model_unchanged_after_exception_inside_attribute(resnet, name):
+    """A user hook raising in the middle of the forward pass (after attrlab registered its
+    hooks and rule modes) must not leave any of them behind."""
+    resnet.train()
+    snap = snapshot(resnet)
+
+    def explode(*_):
+        raise Boom("user hook failed")
+
+    handle = resnet.layer3.register_forward_hook(explode)
+    try:
+        with pytest.raises(Boom):
+            methods.get(name, resnet, **CTOR.get(name, {})).attribute(
+                torch.randn(2, 3, 32, 32), target=1, **CALL.get(name, {}))
+    finally:
+        handle.remove()
+    assert_untouched(resnet, snap)
+
+
+def test_inputs_are_not_modified_and_need_no_grad(resnet):
+    x = torch.randn(2, 3, 32, 32)
+    x0 = x.clone()
+    for name in ("saliency", "deeplift", "ig", "gbp"):
+        methods.get(name, resnet, **CTOR.get(name, {})).attribute(x, target=0)
+    assert torch.equal(x, x0) and not x.requires_grad and x.grad is None
+
+
+def test_gradcam_on_model_copy_gives_same_map(resnet):
+    """Attributions do not depend on hidden state left by previous calls."""
+    x = torch.randn(2, 3, 32, 32)
+    a = methods.get("gradcam", resnet, layer="layer4").attribute(x, target=[1, 2])
+    b = methods.get("gradcam", copy.deepcopy(resnet), layer="layer4").attribute(x, target=[1, 2])
+    torch.testing.assert_close(a, b)
+
+
+# ---------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("name", ["saliency", "ig", "deeplift", "gradcam", "fullgrad"])
+@pytest.mark.parametrize(
+    "inputs, target, err, words",
+    [
+        (torch.randn(3, 32, 32), 0, ValueError, "rank 4"),
+        (torch.randn(2, 1, 32, 32), 0, ValueError, "channels"),
+        (torch.randn(0, 3, 32, 32), 0, ValueError, "empty"),
+        (torch.full((2, 3, 32, 32), float("nan")), 0, ValueError, "NaN"),
+        (torch.full((2, 3, 32, 32), float("inf")), 0, ValueError, "inf"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.long), 0, TypeError, "floating"),
+        ([[1.0]], 0, TypeError, "torch.Tensor"),
+        (torch.randn(2, 3, 32, 32), 10, ValueError, "target out of range"),
+        (torch.randn(2, 3, 32, 32), -1, ValueError, "target out of range"),
+        (torch.randn(2, 3, 32, 32), [1, 2, 3], ValueError, "3 entries"),
+        (torch.randn(2, 3, 32, 32), torch.tensor([0.5, 1.0]), TypeError, "integers"),
+    ],
+)
+def test_bad_input_gives_clear_error(resnet, name, inputs, target, err, words):
+    snap = snapshot(resnet)
+    with pytest.raises(err, match=words):
+        methods.get(name, resnet, **CTOR.get(name, {})).attribute(inputs, target=target)
+    assert_untouched(resnet, snap)
+
+
+def test_unknown_layer_and_method_names(resnet):
+    with pytest.raises(ValueError, match="no layer named 'layer5'.*layer4"):
+        methods.get("gradcam", resnet, layer="layer5")
+    with pytest.raises(ValueError, match="unknown method 'gradcamm'"):
+        methods.get("gradcamm", resnet)
+    with pytest.raises(TypeError, match="nn.Module"):
+        methods.get("saliency", lambda x: x)
+
+
+def test_bad_options(resnet):
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(ValueError, match="baselines of shape"):
+        methods.get("ig", resnet).attribute(x, 0, baselines=torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="baselines contains NaN"):
+        methods.get("deeplift", resnet).attribute(x, 0, baselines=torch.full_like(x, float("nan")))
+    with pytest.raises(ValueError, match="n_steps"):
+        methods.get("ig", resnet, n_steps=0)
+    with pytest.raises(ValueError, match="n_steps"):
+        methods.get("ig", resnet).attribute(x, 0, n_steps=-2)
+    with pytest.raises(ValueError, match="unknown integration method"):
+        methods.get("ig", resnet, method="simpson")
+    with pytest.raises(ValueError, match="internal_batch_size"):
+        methods.get("ig", resnet, internal_batch_size=0)
+    with pytest.raises(ValueError, match="internal_batch_size"):
+        methods.get("ig", resnet).attribute(x, 0, internal_batch_size=0)
+    with pytest.raises(ValueError, match="nt_samples_batch_size"):
+        methods.get("smoothgrad", resnet, nt_samples_batch_size=-1)
+    with pytest.raises(ValueError, match="deepshap needs baselines"):
+        methods.get("deepshap", resnet).attribute(x, 0)
+    with pytest.raises(ValueError, match="nt_type"):
+        methods.get("smoothgrad", resnet, nt_type="smooth")
+    with pytest.raises(ValueError, match="percentile"):
+        methods.get("rectgrad", resnet, q=120)
+    with pytest.raises(TypeError, match="return_convergence_delta"):
+        methods.get("saliency", resnet).attribute(x, 0, return_convergence_delta=True)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        methods.get("saliency", resnet).attribute(x, 0, n_stepz=3)
+
+
+def test_methods_needing_relu_refuse_models_without_one():
+    m = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    for name in ("gbp", "rectgrad"):
+        with pytest.raises(ValueError, match="no ReLU"):
+            methods.get(name, m).attribute(torch.randn(2, 12), target=0)
+
+
+def test_model_output_must_be_logits():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3))  # returns a feature map, not (N, K)
+    with pytest.raises(ValueError, match=r"\(N, num_classes\)"):
+        methods.get("saliency", m).attribute(torch.randn(1, 3, 8, 8), target=0)
