@@ -1,0 +1,148 @@
+"""Image data sets: scikit-learn digits (embedded default), MNIST, CIFAR-10/100, ImageFolder."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .core import DATASETS, DatasetInfo, NormalizedDataset, cache_dir, data_dir, require_file
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+# Paper 01, section 4: per-channel mean and std used for CIFAR.
+CIFAR_MEAN, CIFAR_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
+
+DIGITS = DatasetInfo("digits", 10, 1, 8, (0.305,), (0.376,), tuple(map(str, range(10))))
+MNIST = DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,), tuple(map(str, range(10))))
+CIFAR10 = DatasetInfo("cifar10", 10, 3, 32, CIFAR_MEAN, CIFAR_STD, CIFAR10_CLASSES)
+
+
+def digits(split: str = "test", _data_dir=None, test_fraction: float = 0.25) -> NormalizedDataset:
+    """scikit-learn's 1,797 real 8x8 hand-written digits (installed with scikit-learn, so the
+    embedded default needs no data directory). A fixed stratified split (seed 0): 75 % train."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    idx = np.arange(len(d.target))
+    train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=0,
+                                           stratify=d.target)
+    sel = train_idx if split == "train" else test_idx
+    imgs = np.rint(d.images[sel] / 16.0 * 255.0).astype(np.uint8)[:, None]
+    return NormalizedDataset(torch.from_numpy(imgs), torch.from_numpy(d.target[sel]), DIGITS)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzip'd): the MNIST on-disk format."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {tuple(dims)} but holds {data.size} bytes")
+    return data.reshape(tuple(int(d) for d in dims))
+
+
+def _find(folder: Path, stem: str, what: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (folder / name).exists():
+            return folder / name
+    return require_file(folder / (stem + ".gz"), what)
+
+
+def mnist(split: str = "test", data_dir_=None) -> NormalizedDataset:
+    """MNIST from the four standard IDX files (gzip'd or not) in ``<data dir>/mnist``."""
+    folder = data_dir(data_dir_) / "mnist"
+    prefix = "train" if split == "train" else "t10k"
+    imgs = read_idx(_find(folder, f"{prefix}-images-idx3-ubyte", f"MNIST {split} images"))
+    labels = read_idx(_find(folder, f"{prefix}-labels-idx1-ubyte", f"MNIST {split} labels"))
+    return NormalizedDataset(torch.from_numpy(imgs.copy())[:, None],
+                             torch.from_numpy(labels.astype(np.int64)), MNIST)
+
+
+def _folder_to_tensors(folder: Path, size: int | None = None) -> tuple[Tensor, Tensor, list[str]]:
+    """Decode an ImageFolder tree (torchvision) into uint8 (N, C, H, W) and labels."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.transforms import functional as TF
+
+    ds = ImageFolder(str(folder))
+    if len(ds) == 0:
+        raise FileNotFoundError(f"no images found under {folder}")
+    imgs, labels = [], []
+    for path, label in ds.samples:
+        img = ds.loader(path)
+        if size is not None:
+            img = TF.resize(img, [size, size])
+        imgs.append(TF.pil_to_tensor(img))
+        labels.append(label)
+    return torch.stack(imgs), torch.tensor(labels), ds.classes
+
+
+def cifar10(split: str = "test", data_dir_=None) -> NormalizedDataset:
+    """CIFAR-10 from ``<data dir>/cifar10-jpeg.zip`` (extracted once into the cache directory,
+    read with torchvision's ImageFolder, decoded once to a tensor cache); falls back to the
+    official python layout ``<data dir>/cifar-10-batches-py`` if the zip is absent."""
+    root = data_dir(data_dir_)
+    zpath = root / "cifar10-jpeg.zip"
+    if not zpath.exists() and (root / "cifar-10-batches-py").exists():
+        return cifar_python(root, split, num_classes=10)
+    require_file(zpath, "CIFAR-10 (cifar10-jpeg.zip)")
+    cached = cache_dir() / f"cifar10-jpeg-{split}.pt"
+    if cached.exists():
+        blob = torch.load(cached, weights_only=True)
+        return NormalizedDataset(blob["images"], blob["labels"], CIFAR10)
+    target = cache_dir() / "cifar10-jpeg"
+    if not (target / split).is_dir():
+        with zipfile.ZipFile(zpath) as z:
+            members = [n for n in z.namelist() if n.startswith(f"cifar10-jpeg/{split}/")]
+            z.extractall(cache_dir(), members)
+    imgs, labels, classes = _folder_to_tensors(target / split)
+    if tuple(classes) != CIFAR10_CLASSES:
+        raise ValueError(f"unexpected CIFAR-10 class folders {classes}")
+    tmp = cached.with_suffix(".tmp")
+    torch.save({"images": imgs, "labels": labels}, tmp)
+    os.replace(tmp, cached)
+    return NormalizedDataset(imgs, labels, CIFAR10)
+
+
+def cifar_python(root: str | os.PathLike, split: str = "test",
+                 num_classes: int = 10) -> NormalizedDataset:
+    """CIFAR-10/100 in the official python layout (``cifar-10-batches-py`` or
+    ``cifar-100-python`` under ``root``), read with torchvision (never downloads)."""
+    from torchvision.datasets import CIFAR10 as TV10, CIFAR100 as TV100
+
+    cls = TV10 if num_classes == 10 else TV100
+    sub = "cifar-10-batches-py" if num_classes == 10 else "cifar-100-python"
+    require_file(Path(root) / sub, f"CIFAR-{num_classes} python layout")
+    ds = cls(str(root), train=(split == "train"), download=False)
+    imgs = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+    info = DatasetInfo(f"cifar{num_classes}", num_classes, 3, 32, CIFAR_MEAN, CIFAR_STD,
+                       tuple(ds.classes))
+    return NormalizedDataset(imgs, torch.tensor(ds.targets), info)
+
+
+def image_folder(root: str | os.PathLike, size: int, mean: tuple[float, ...] = CIFAR_MEAN,
+                 std: tuple[float, ...] = CIFAR_STD) -> NormalizedDataset:
+    """Any ``<root>/<class>/<image>`` tree (torchvision ImageFolder), resized to size x size."""
+    folder = require_file(Path(root), "image folder")
+    imgs, labels, classes = _folder_to_tensors(folder, size)
+    info = DatasetInfo(Path(root).name, len(classes), imgs.shape[1], size, tuple(mean),
+                       tuple(std), tuple(classes))
+    return NormalizedDataset(imgs, labels, info)
+
+
+DATASETS.update({
+    "digits": (DIGITS, digits),
+    "mnist": (MNIST, mnist),
+    "cifar10": (CIFAR10, cifar10),
+})
