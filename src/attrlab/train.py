@@ -167,7 +167,7 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += float(loss.detach())
             bar.set_postfix(loss=f"{total / (s + 1):.3f}")
         acc = accuracy(model, test)
         print(f"epoch {epoch + 1}/{recipe.epochs} loss {total / steps:.4f} test acc {acc:.4f}",
@@ -194,7 +194,7 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
         "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()},
         "seed": seed,
         "stored_as": "float16" if half else "float32",
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "command": command_line(),
         **(meta or {}),
@@ -205,23 +205,3 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
     os.replace(tmp, out)
     partial.unlink(missing_ok=True)
     return meta
-
-
-def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model from a checkpoint file (safe loading: ``weights_only=True``)."""
-    from .models import build
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    try:
-        blob = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # a corrupt or non-weights-only file
-        raise ValueError(f"{path} is not an attrlab checkpoint readable with weights_only=True: "
-                         f"{err}") from err
-    if not isinstance(blob, dict) or "state_dict" not in blob or "meta" not in blob:
-        raise ValueError(f"{path} is not an attrlab checkpoint (no state_dict/meta)")
-    model = build(blob["meta"]["arch"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in blob["state_dict"].items()})
-    return model.eval(), blob["meta"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -115,20 +116,46 @@ def cifar10(split: str = "test", data_dir_=None) -> NormalizedDataset:
     return NormalizedDataset(imgs, labels, CIFAR10)
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds numpy arrays and plain containers: the CIFAR python
+    batches are pickles, and a pickle may otherwise run arbitrary code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+        return super().find_class(module, name)
+
+
+def _load_batch(path: Path) -> dict:
+    with open(require_file(path, f"CIFAR batch {path.name}"), "rb") as f:
+        return _ArrayUnpickler(f, encoding="latin1").load()
+
+
 def cifar_python(root: str | os.PathLike, split: str = "test",
                  num_classes: int = 10) -> NormalizedDataset:
     """CIFAR-10/100 in the official python layout (``cifar-10-batches-py`` or
-    ``cifar-100-python`` under ``root``), read with torchvision (never downloads)."""
-    from torchvision.datasets import CIFAR10 as TV10, CIFAR100 as TV100
-
-    cls = TV10 if num_classes == 10 else TV100
-    sub = "cifar-10-batches-py" if num_classes == 10 else "cifar-100-python"
-    require_file(Path(root) / sub, f"CIFAR-{num_classes} python layout")
-    ds = cls(str(root), train=(split == "train"), download=False)
-    imgs = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-    info = DatasetInfo(f"cifar{num_classes}", num_classes, 3, 32, CIFAR_MEAN, CIFAR_STD,
-                       tuple(ds.classes))
-    return NormalizedDataset(imgs, torch.tensor(ds.targets), info)
+    ``cifar-100-python`` under ``root``). The pickled batches are read with an unpickler that
+    accepts nothing but numpy arrays and plain containers. Never downloads."""
+    if num_classes == 10:
+        folder = require_file(Path(root) / "cifar-10-batches-py", "CIFAR-10 python layout")
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        meta, names_key, labels_key = "batches.meta", "label_names", "labels"
+    elif num_classes == 100:
+        folder = require_file(Path(root) / "cifar-100-python", "CIFAR-100 python layout")
+        files = ["train"] if split == "train" else ["test"]
+        meta, names_key, labels_key = "meta", "fine_label_names", "fine_labels"
+    else:
+        raise ValueError(f"num_classes must be 10 or 100, got {num_classes}")
+    batches = [_load_batch(folder / f) for f in files]
+    data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+    labels = np.concatenate([np.asarray(b[labels_key], dtype=np.int64) for b in batches])
+    classes = tuple(_load_batch(folder / meta)[names_key])
+    imgs = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    info = DatasetInfo(f"cifar{num_classes}", num_classes, 3, 32, CIFAR_MEAN, CIFAR_STD, classes)
+    return NormalizedDataset(imgs, torch.from_numpy(labels), info)
 
 
 def image_folder(root: str | os.PathLike, size: int, mean: tuple[float, ...] = CIFAR_MEAN,

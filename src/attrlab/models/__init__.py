@@ -25,7 +25,13 @@ from .zoo import (
     resnet8,
 )
 
+from .shipped import CHECKPOINT_DIR, checkpoint_meta, load_checkpoint, shipped
+
 __all__ = [
+    "CHECKPOINT_DIR",
+    "checkpoint_meta",
+    "load_checkpoint",
+    "shipped",
     "BiasFreeBatchNorm2d",
     "BUILDERS",
     "build",
