@@ -7,6 +7,7 @@ printed as one line ``attrlab: error: ...`` with exit status 2, not as a traceba
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Callable, Sequence
 
@@ -83,7 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = models.BUILDERS[args.model](**kwargs)
     train, test = (load_dataset(args.dataset, s, args.data_dir) for s in ("train", "test"))
     meta = fit(model, train, test, recipe, args.out, seed=args.seed, half=args.half,
-               progress=not args.no_progress)
+               progress=not args.no_progress,
+               meta={"command": "attrlab " + shlex.join(args.argv)})
     print(f"wrote {args.out}: test accuracy {meta['test_accuracy']:.4f}")
     return 0
 
@@ -116,12 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
+    from .explain import add_explain_parser
+    add_explain_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -115,12 +115,6 @@ def _scheduler(opt: torch.optim.Optimizer, r: Recipe, steps_per_epoch: int):
     raise ValueError(f"unknown schedule {r.schedule!r}")
 
 
-def command_line() -> str:
-    """The command that is running, for the checkpoint's metadata."""
-    return " ".join(shlex.quote(a) for a in ["attrlab"] + sys.argv[1:]) \
-        if Path(sys.argv[0]).name == "attrlab" else " ".join(map(shlex.quote, sys.argv))
-
-
 def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, recipe: Recipe,
         out: str | os.PathLike, seed: int = 0, half: bool = False, progress: bool = True,
         meta: dict | None = None) -> dict:
@@ -129,6 +123,7 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
     Each epoch ends with a resumable state (model, optimiser, scheduler, RNG) in
     ``<out>.partial``; the final file holds only weights and metadata. With ``half`` the
     weights are stored as float16 (and the reported accuracy is measured with them).
+    ``meta`` entries override the recorded ones (the CLI passes the exact ``command``).
     Returns the metadata.
     """
     from tqdm.auto import tqdm
@@ -196,7 +191,7 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
         "stored_as": "float16" if half else "float32",
         "torch": str(torch.__version__),
         "python": platform.python_version(),
-        "command": command_line(),
+        "command": " ".join(map(shlex.quote, sys.argv)),
         **(meta or {}),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

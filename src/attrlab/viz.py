@@ -1,0 +1,161 @@
+"""Pictures of attribution maps: one row per input, the input then one heatmap per method.
+
+Colour maps follow the sign convention of each method (``Attribution.signed``):
+
+* signed maps use the diverging :data:`DIVERGING` colour map with symmetric limits
+  ``+-max|a|`` per map, so a zero attribution is white, positive red and negative blue;
+* non-negative maps use the sequential :data:`SEQUENTIAL` colour map from 0 to ``max(a)``.
+
+Limits are per map (per input and method): the pictures compare *where* a method puts its
+mass, not magnitudes across methods; the limit is written under each heatmap.
+
+Only the object-oriented matplotlib API with the Agg canvas is used, so nothing touches
+``pyplot``'s global figure registry and no window is ever opened.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+DIVERGING = "RdBu_r"
+SEQUENTIAL = "inferno"
+#: Size of one grid cell (inches) and the resolution of written PNGs: a grid of R rows and
+#: C columns is exactly ``C * CELL_INCHES * DPI`` by ``R * CELL_INCHES * DPI`` pixels.
+CELL_INCHES = 1.3
+DPI = 100
+#: Opacity of a heatmap drawn over the greyscale input with ``overlay=True``.
+OVERLAY_ALPHA = 0.6
+
+
+def denormalize(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Undo ``(x - mean) / std`` per channel for display; the result is clamped to [0, 1].
+
+    ``x`` is (C, H, W) or (N, C, H, W); ``mean``/``std`` have one entry per channel (or one
+    entry for all channels).
+    """
+    x = torch.as_tensor(x).detach().float().cpu()
+    if x.dim() not in (3, 4):
+        raise ValueError(f"denormalize expects (C, H, W) or (N, C, H, W), got {tuple(x.shape)}")
+    shape = (-1, 1, 1)
+    m = torch.as_tensor(mean, dtype=x.dtype).reshape(shape)
+    s = torch.as_tensor(std, dtype=x.dtype).reshape(shape)
+    channels = x.shape[-3]
+    for name, t in (("mean", m), ("std", s)):
+        if t.shape[0] not in (1, channels):
+            raise ValueError(f"{name} has {t.shape[0]} entries but the images have "
+                             f"{channels} channels")
+    return (x * s + m).clamp(0.0, 1.0)
+
+
+def to_heatmap(attr: Tensor) -> np.ndarray:
+    """A (C, H, W) attribution map -> (H, W) heatmap: the sum over channels."""
+    a = torch.as_tensor(attr).detach().float().cpu()
+    if a.dim() == 2:
+        return a.numpy()
+    if a.dim() != 3:
+        raise ValueError(f"to_heatmap expects a (C, H, W) map, got shape {tuple(a.shape)}")
+    return a.sum(0).numpy()
+
+
+def color_limits(heat: np.ndarray, signed: bool) -> tuple[float, float]:
+    """(vmin, vmax) for one heatmap: +-max|a| if signed, else (0, max a); never empty."""
+    finite = heat[np.isfinite(heat)]
+    if signed:
+        lim = float(np.abs(finite).max()) if finite.size else 0.0
+        lim = lim if lim > 0 else 1.0
+        return 0.0, lim
+    top = float(finite.max()) if finite.size else 0.0
+    return 0.0, (top if top > 0 else 1.0)
+
+
+def _image_array(img: Tensor) -> tuple[np.ndarray, str | None]:
+    """(C, H, W) in [0, 1] -> an array for imshow and its colour map (gray for 1 channel)."""
+    img = torch.as_tensor(img).detach().float().cpu().clamp(0, 1)
+    if img.dim() != 3 or img.shape[0] not in (1, 3):
+        raise ValueError(f"images must be (C, H, W) with 1 or 3 channels, got {tuple(img.shape)}")
+    if img.shape[0] == 1:
+        return img[0].numpy(), "gray"
+    return img.permute(1, 2, 0).numpy(), None
+
+
+def _wrap(title: str, limit: int = 18) -> str:
+    return title.replace(" / ", "\n") if len(title) > limit else title
+
+
+def make_grid_figure(images: Tensor, maps: Mapping[str, Tensor], signed: Mapping[str, bool],
+                     titles_rows: Sequence[str] | None = None, overlay: bool = False,
+                     title: str | None = None, dpi: int = DPI) -> Figure:
+    """Build (without saving) the figure of :func:`plot_grid`; its axes are ``fig.axes`` in
+    row-major order (row i: the input, then the methods in ``maps`` order)."""
+    images = torch.as_tensor(images)
+    if images.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    n = images.shape[0]
+    for name, m in maps.items():
+        if m.dim() != 4 or m.shape[0] != n or m.shape[-2:] != images.shape[-2:]:
+            raise ValueError(f"map {name!r} has shape {tuple(m.shape)}; expected (N, C, H, W) "
+                             f"matching the images {tuple(images.shape)}")
+        if name not in signed:
+            raise ValueError(f"no signed flag for map {name!r}")
+    if titles_rows is not None and len(titles_rows) != n:
+        raise ValueError(f"{len(titles_rows)} row titles for {n} images")
+
+    ncols = 1 + len(maps)
+    fig = Figure(figsize=(ncols * CELL_INCHES, n * CELL_INCHES), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.asarray(fig.subplots(n, ncols, squeeze=False))
+    for i in range(n):
+        arr, cmap = _image_array(images[i])
+        ax = axes[i, 0]
+        ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        if titles_rows is not None:
+            ax.set_ylabel(_wrap(titles_rows[i]), fontsize=8)
+        grey = arr if arr.ndim == 2 else arr.mean(-1)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            ax = axes[i, j]
+            heat = to_heatmap(m[i])
+            vmin, vmax = color_limits(heat, signed[name])
+            cm = DIVERGING if signed[name] else SEQUENTIAL
+            if overlay:
+                ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(heat, cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest",
+                      alpha=OVERLAY_ALPHA if overlay else None)
+            ax.set_xlabel(f"±{vmax:.2g}" if signed[name] else f"max {vmax:.2g}", fontsize=6,
+                          labelpad=1)
+    for j, name in enumerate(["input", *maps]):
+        axes[0, j].set_title(name, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def plot_grid(images: Tensor, maps: Mapping[str, Tensor], signed: Mapping[str, bool],
+              titles_rows: Sequence[str] | None, path: str | os.PathLike,
+              overlay: bool = False, title: str | None = None, dpi: int = DPI) -> Path:
+    """Write a PNG grid: one row per image, the input then one heatmap per method.
+
+    ``images`` are (N, C, H, W) display-ready in [0, 1] (grey images shown in gray);
+    ``maps`` maps a method name (the column title) to its (N, C, H, W) attributions, summed
+    over channels for display; ``signed[name]`` picks the diverging (True) or sequential
+    (False) colour map; ``titles_rows`` label the rows (e.g. ``"pred 3 / true 3"``);
+    ``overlay=True`` draws each heatmap semi-transparently over the greyscale input.
+    The PNG is ``(1 + len(maps)) * CELL_INCHES * dpi`` wide and ``N * CELL_INCHES * dpi``
+    high. Returns the path written.
+    """
+    fig = make_grid_figure(images, maps, signed, titles_rows, overlay=overlay, title=title,
+                           dpi=dpi)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
