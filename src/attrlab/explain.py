@@ -348,7 +348,7 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
             method_options: Mapping[str, Mapping[str, Any]] | None, out_dir: str | Path,
             meta: Mapping[str, Any], target: int | None = None,
             baselines: Tensor | None = None, overlay: bool = False,
-            progress: bool = True) -> dict[str, Tensor]:
+            progress: bool = True, seed: int | None = 0) -> dict[str, Tensor]:
     """Attribute ``x`` (normalised (N, C, H, W)) with every method in ``method_names`` and write
     ``out_dir/explain.png`` and ``out_dir/attributions.npz``; returns {method: map}.
 
@@ -357,7 +357,9 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     ``method_options`` maps a method to its options (constructor and call options mixed; see
     :func:`split_options`). ``baselines`` is DeepSHAP's reference batch (default: 16
     uniform-noise images, see :func:`default_baselines`). ``meta`` needs ``mean``/``std``
-    (for display) and optionally ``classes`` and ``num_classes``.
+    (for display) and optionally ``classes`` and ``num_classes``. Random methods
+    (``smoothgrad``) draw from torch's RNG seeded with ``seed`` inside a forked RNG state, so
+    results repeat and the caller's RNG is untouched (``seed=None``: the global RNG as is).
     """
     from tqdm.auto import tqdm
 
@@ -389,6 +391,13 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     else:
         targets = torch.where(labels >= 0, labels, preds)
 
+    built = {}  # constructors validate their options (a layer name, ...) before any work
+    for name in method_names:
+        try:
+            built[name] = methods.get(name, model, **split[name][0])
+        except (RuntimeError, TypeError) as err:
+            raise UserError(f"method {name}: {_one_line(err)}") from err
+
     maps: dict[str, Tensor] = {}
     signed: dict[str, bool] = {}
     bar = tqdm(method_names, desc="explain", unit="method", disable=not progress,
@@ -396,7 +405,7 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     with bar:
         for name in bar:
             bar.set_postfix_str(name)
-            ctor_opts, call_opts = split[name]
+            method, call_opts = built[name], split[name][1]
             if name == "deepshap":
                 b = call_opts.get("baselines")
                 if b is None:
@@ -405,8 +414,10 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
                     b = torch.full((1,) + tuple(x.shape[1:]), float(b))
                 call_opts = {**call_opts, "baselines": b}
             try:
-                method = methods.get(name, model, **ctor_opts)
-                a = method.attribute(x, target=targets, **call_opts)
+                with torch.random.fork_rng(devices=[], enabled=seed is not None):
+                    if seed is not None:
+                        torch.manual_seed(seed)
+                    a = method.attribute(x, target=targets, **call_opts)
             except RuntimeError as err:
                 raise UserError(f"method {name} failed: {_one_line(err)}") from err
             except TypeError as err:
@@ -469,13 +480,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if not meta.get("classes") and len(info.classes) == meta["num_classes"]:
             meta["classes"] = list(info.classes)
         base_dataset = dataset
-    baselines = None
+    baselines, note = None, None
     if "deepshap" in methods_ and "baselines" not in options.get("deepshap", {}):
         baselines, what = default_baselines(x, meta, base_dataset, data_dir)
-        print(f"deepshap baselines: {what}")
+        note = f"deepshap baselines: {what}"
     out = Path(args.out)
     explain(model, x, labels, methods_, options, out, meta, target=args.target,
             baselines=baselines, overlay=args.overlay, progress=not args.no_progress)
+    if note:
+        print(note)
     print(f"wrote {out / PNG_NAME}")
     print(f"wrote {out / NPZ_NAME}")
     return 0

@@ -71,7 +71,7 @@ def color_limits(heat: np.ndarray, signed: bool) -> tuple[float, float]:
     if signed:
         lim = float(np.abs(finite).max()) if finite.size else 0.0
         lim = lim if lim > 0 else 1.0
-        return 0.0, lim
+        return -lim, lim
     top = float(finite.max()) if finite.size else 0.0
     return 0.0, (top if top > 0 else 1.0)
 
@@ -84,6 +84,14 @@ def _image_array(img: Tensor) -> tuple[np.ndarray, str | None]:
     if img.shape[0] == 1:
         return img[0].numpy(), "gray"
     return img.permute(1, 2, 0).numpy(), None
+
+
+def _limit_label(heat: np.ndarray, signed: bool) -> str:
+    """The map's actual scale (not the fallback limit of an all-zero map)."""
+    finite = heat[np.isfinite(heat)]
+    if signed:
+        return f"±{float(np.abs(finite).max()) if finite.size else 0.0:.2g}"
+    return f"max {float(finite.max()) if finite.size else 0.0:.2g}"
 
 
 def _wrap(title: str, limit: int = 18) -> str:
@@ -128,8 +136,7 @@ def make_grid_figure(images: Tensor, maps: Mapping[str, Tensor], signed: Mapping
                 ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.imshow(heat, cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest",
                       alpha=OVERLAY_ALPHA if overlay else None)
-            ax.set_xlabel(f"±{vmax:.2g}" if signed[name] else f"max {vmax:.2g}", fontsize=6,
-                          labelpad=1)
+            ax.set_xlabel(_limit_label(heat, signed[name]), fontsize=6, labelpad=1)
     for j, name in enumerate(["input", *maps]):
         axes[0, j].set_title(name, fontsize=9)
     for ax in axes.flat:

@@ -178,3 +178,15 @@ def test_model_output_must_be_logits():
     m = nn.Sequential(nn.Conv2d(3, 4, 3))  # returns a feature map, not (N, K)
     with pytest.raises(ValueError, match=r"\(N, num_classes\)"):
         methods.get("saliency", m).attribute(torch.randn(1, 3, 8, 8), target=0)
+
+
+def test_parameter_free_front_layers_are_not_misjudged():
+    """A pooling/Flatten/PixelUnshuffle layer in front of the first weighted layer changes the
+    shape: valid inputs must pass, invalid ones still fail with a ValueError naming the shape."""
+    m = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(3 * 8 * 8, 5))
+    assert methods.get("saliency", m).attribute(torch.randn(2, 3, 16, 16), 0).shape == (2, 3, 16, 16)
+    m2 = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(12, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+    m2(torch.randn(1, 3, 16, 16))
+    assert methods.get("gxi", m2).attribute(torch.randn(2, 3, 16, 16), 1).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"cannot take inputs of shape \(2, 3, 8, 8\)"):
+        methods.get("saliency", m).attribute(torch.randn(2, 3, 8, 8), 0)

@@ -110,7 +110,13 @@ class Attribution:
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Model output as (N, num_classes) logits; checks the shape once."""
-        out = self.model(inputs)
+        try:
+            out = self.model(inputs)
+        except RuntimeError as err:
+            if not any(w in str(err) for w in ("shape", "size", "channels", "dimension")):
+                raise
+            raise ValueError(f"the model cannot take inputs of shape {tuple(inputs.shape)}: "
+                             f"{str(err).splitlines()[0]}") from err
         if not isinstance(out, Tensor) or out.dim() != 2:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"the model must return (N, num_classes) logits; got {shape}")

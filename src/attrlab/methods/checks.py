@@ -17,10 +17,13 @@ TargetLike = int | Sequence[int] | Tensor | None
 
 
 def first_parametric_layer(model: nn.Module) -> nn.Module | None:
-    """Return the first Conv/Linear/Embedding module in registration order (or None)."""
+    """The model's first leaf module (registration order) if it is a Conv/Linear/Embedding,
+    else None: a parameter-free layer in front (pooling, Flatten, PixelUnshuffle...) may change
+    the shape, so no static expectation can be derived from the first weighted layer."""
     for module in model.modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding)):
-            return module
+        if next(module.children(), None) is None:
+            ok = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding))
+            return module if ok else None
     return None
 
 
@@ -58,11 +61,10 @@ def check_inputs(model: nn.Module, inputs: Tensor) -> None:
                 f"got shape {tuple(inputs.shape)}"
             )
     elif isinstance(first, nn.Linear) and inputs.shape[-1] != first.in_features:
-        if inputs[0].numel() != first.in_features:
-            raise ValueError(
-                f"inputs have {inputs[0].numel()} features per sample but the model's "
-                f"first Linear layer expects {first.in_features}"
-            )
+        raise ValueError(
+            f"inputs have {inputs.shape[-1]} features in their last dimension but the model's "
+            f"first layer (Linear) expects {first.in_features}; got shape {tuple(inputs.shape)}"
+        )
     if not torch.isfinite(inputs).all():
         bad = (~torch.isfinite(inputs)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ValueError(f"inputs contain NaN or inf values (samples {bad[:10]})")

@@ -166,8 +166,10 @@ class NoiseTunnel(Attribution):
 
     ``stdevs`` is the absolute noise standard deviation (Captum's meaning); if ``None`` it is
     ``noise_level * (max(x) - min(x))`` per sample (the SmoothGrad paper's 10-20 %). Noise is
-    drawn exactly as Captum draws it (one ``torch.normal`` per chunk of ``nt_samples_batch_size``
-    samples, inputs repeated interleaved), so under the same seed both give the same map.
+    drawn as Captum draws it (one ``torch.normal`` per chunk of ``nt_samples_batch_size``
+    samples, inputs repeated interleaved), so under the same seed both give the same map as
+    long as the inputs have torch's default dtype (Captum draws in the default dtype, attrlab
+    in the inputs' dtype).
     """
 
     name = "smoothgrad"
