@@ -1,0 +1,114 @@
+"""Base class and registry of evaluation metrics.
+
+One uniform call for every metric::
+
+    scores = attrlab.metrics.get("morf", steps=10).evaluate(model, inputs, targets, attributions)
+
+``scores`` is a float tensor of shape (N,), one score per sample. Metrics that are curves
+(MoRF/LeRF, insertion/deletion, sanity checks) also offer ``curve(...) -> (x, y)`` with
+``x`` of shape (K,) and ``y`` of shape (N, K), from which the score is derived.
+
+Metrics run the model in eval mode and without gradients (``torch.no_grad``), in batches of
+``batch_size`` rows (all perturbation steps of all samples are stacked), and never modify the
+model: :func:`attrlab.methods.hooks.model_guard` restores its state afterwards. Metrics that
+must recompute attributions (sanity checks) take the attribution ``method`` as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..methods.checks import check_inputs, check_target_range, resolve_target
+from ..methods.hooks import model_guard
+
+_REGISTRY: dict[str, type["Metric"]] = {}
+
+
+def register(cls: type["Metric"]) -> type["Metric"]:
+    """Class decorator adding ``cls`` to the registry under ``cls.name``."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"bad or duplicate metric name {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    """Names of all registered metrics, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **options: Any) -> "Metric":
+    """Build the registered metric ``name`` with its options."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown metric {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name](**options)
+
+
+def metric_class(name: str) -> type["Metric"]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown metric {name!r}; available: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+class Metric:
+    """A per-sample evaluation of attributions.
+
+    ``higher_is_better`` orients leaderboards; ``needs_method`` marks metrics that call the
+    attribution method again (``evaluate(..., method=...)``); ``fast`` marks metrics cheap
+    enough for ``attrlab bench``'s default run.
+    """
+
+    name: ClassVar[str] = ""
+    higher_is_better: ClassVar[bool] = True
+    needs_method: ClassVar[bool] = False
+    fast: ClassVar[bool] = True
+
+    def __init__(self, batch_size: int = 256) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+
+    def evaluate(self, model: nn.Module, inputs: Tensor, targets: Any, attributions: Tensor,
+                 method: Any = None) -> Tensor:
+        """Per-sample scores, shape (N,). Validates shapes and targets first."""
+        t = self._check(model, inputs, targets, attributions)
+        if self.needs_method and method is None:
+            raise ValueError(f"metric {self.name!r} needs the attribution method (method=...)")
+        with model_guard(model):
+            kwargs = {"method": method} if self.needs_method else {}
+            return self._evaluate(model, inputs.detach(), t, attributions.detach(), **kwargs)
+
+    def _check(self, model: nn.Module, inputs: Tensor, targets: Any, attributions: Tensor) -> Tensor:
+        check_inputs(model, inputs)
+        if not isinstance(attributions, Tensor):
+            raise TypeError("attributions must be a torch.Tensor")
+        if attributions.shape != inputs.shape:
+            raise ValueError(f"attributions of shape {tuple(attributions.shape)} do not match "
+                             f"inputs of shape {tuple(inputs.shape)}")
+        if not torch.isfinite(attributions).all():
+            raise ValueError("attributions contain NaN or inf values")
+        t = resolve_target(targets, inputs.shape[0], inputs.device)
+        if t is None:
+            raise ValueError("metrics need explicit targets (the class each map explains)")
+        return t
+
+    def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+                  attributions: Tensor, **kwargs: Any) -> Tensor:
+        raise NotImplementedError
+
+
+@torch.no_grad()
+def batched_scores(model: nn.Module, rows: Tensor, targets: Tensor, batch_size: int,
+                   transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Model outputs for many rows, ``batch_size`` at a time: returns the selected target
+    column of ``transform(logits)`` (default: softmax probabilities), shape (rows,)."""
+    out = []
+    for i in range(0, rows.shape[0], batch_size):
+        logits = model(rows[i:i + batch_size])
+        check_target_range(targets, logits.shape[1])
+        vals = torch.softmax(logits, 1) if transform is None else transform(logits)
+        out.append(vals.gather(1, targets[i:i + batch_size].view(-1, 1)).squeeze(1))
+    return torch.cat(out)
