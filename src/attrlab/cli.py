@@ -85,7 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     train, test = (load_dataset(args.dataset, s, args.data_dir) for s in ("train", "test"))
     meta = fit(model, train, test, recipe, args.out, seed=args.seed, half=args.half,
                progress=not args.no_progress,
-               meta={"command": "attrlab " + shlex.join(args.argv)})
+               meta={"command": "attrlab " + shlex.join(args.argv)},
+               channels_last=args.channels_last, bf16=args.bf16)
     print(f"wrote {args.out}: test accuracy {meta['test_accuracy']:.4f}")
     return 0
 
@@ -114,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "OUT.partial if present)")
     t.add_argument("--half", action="store_true", help="store weights as float16")
     t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--channels-last", action="store_true", help="channels-last memory format "
+                   "(faster convolutions on CPU)")
+    t.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training "
+                   "forward pass (weights stay float32)")
     t.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

@@ -120,13 +120,15 @@ class _Guided(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
+        out = torch.relu(x)
+        ctx.save_for_backward(out)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (x > 0)
+        (out,) = ctx.saved_tensors
+        # one fused pass: grad^+ where out > 0 (out > 0 exactly where x > 0)
+        return torch.ops.aten.threshold_backward(grad.clamp(min=0), out, 0)
 
 
 class _Rectified(torch.autograd.Function):
@@ -179,14 +181,18 @@ class _Rescale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         t, out = ctx.saved_tensors
-        with torch.enable_grad():
-            t_ = t.detach().requires_grad_(True)
-            (local,) = torch.autograd.grad(ctx.fn(t_, *ctx.args, **ctx.kwargs), t_, grad)
         x, x0 = _halves(t)
         y, y0 = _halves(out)
-        dx, dy = torch.cat([x - x0] * 2), torch.cat([y - y0] * 2)
+        dx = x - x0
         safe = dx.abs() >= ctx.eps
-        return torch.where(safe, grad * dy / torch.where(safe, dx, 1.0), local), None, None, None, None
+        mult = (y - y0).div_(torch.where(safe, dx, 1.0))  # shared by both halves
+        res = (grad.view((2,) + x.shape) * mult).view_as(grad)
+        if not bool(safe.all()):  # rare: fall back to the ordinary gradient there
+            with torch.enable_grad():
+                t_ = t.detach().requires_grad_(True)
+                (local,) = torch.autograd.grad(ctx.fn(t_, *ctx.args, **ctx.kwargs), t_, grad)
+            res = torch.where(torch.cat([safe, safe]), res, local)
+        return res, None, None, None, None
 
 
 class _MaxPoolRescale(torch.autograd.Function):
@@ -219,10 +225,13 @@ class _MaxPoolRescale(torch.autograd.Function):
         y, y0 = _halves(out)
         m = torch.maximum(y, y0)
         routed = unpool(grad * torch.cat([m - y0, y - m]))
-        num = torch.cat([sum(_halves(routed))] * 2)
-        dx = torch.cat([x - x0] * 2)
+        dx = x - x0
         safe = dx.abs() >= ctx.eps
-        return torch.where(safe, num / torch.where(safe, dx, 1.0), unpool(grad)), None, None, None, None
+        half = sum(_halves(routed)).div_(torch.where(safe, dx, 1.0))
+        res = torch.cat([half, half])
+        if not bool(safe.all()):  # ordinary gradient where input and baseline coincide
+            res = torch.where(torch.cat([safe, safe]), res, unpool(grad))
+        return res, None, None, None, None
 
 
 class NonlinearityRules(TorchFunctionMode):

@@ -57,6 +57,8 @@ class BiasFreeBatchNorm2d(nn.Module):
             raise ValueError(f"BiasFreeBatchNorm2d expects a 4-D input (N, C, H, W), got {tuple(x.shape)}")
         if x.shape[1] != self.num_features:
             raise ValueError(f"expected {self.num_features} channels, got {x.shape[1]}")
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()  # statistics in float32 under mixed precision, as nn.BatchNorm2d does
         if self.training:
             n = x.numel() // x.shape[1]
             if n < 2:
