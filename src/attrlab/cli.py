@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .explain import add_explain_parser
     add_explain_parser(sub)
+    from .bench.cli import add_bench_parser
+    add_bench_parser(sub)
     return p
 
 

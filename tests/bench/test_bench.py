@@ -1,0 +1,174 @@
+"""The bench harness: storage, resume, leaderboard, HTML report, CLI."""
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from attrlab import cli
+from attrlab.bench import BenchConfig, ResultStore, format_leaderboard, leaderboard, run, write_report
+from attrlab.metrics import base as metric_base
+
+
+class SumMetric(metric_base.Metric):
+    """Score = sum of the attributions; curve = cumulative sums over 3 chunks. Deterministic,
+    so runs can be compared exactly."""
+
+    name = "test_sum"
+    higher_is_better = False
+    calls = 0
+
+    def _evaluate(self, model, inputs, targets, attributions):
+        type(self).calls += 1
+        return attributions.flatten(1).sum(1)
+
+    def curve(self, model, inputs, targets, attributions):
+        a = attributions.flatten(1)
+        parts = torch.stack([c.sum(1) for c in a.chunk(3, dim=1)], 1).cumsum(1)
+        return torch.tensor([0.0, 0.5, 1.0]), parts
+
+
+@pytest.fixture(autouse=True)
+def sum_metric():
+    metric_base._REGISTRY["test_sum"] = SumMetric
+    SumMetric.calls = 0
+    yield
+    metric_base._REGISTRY.pop("test_sum", None)
+
+
+def config(tmp_path, **kw):
+    base = dict(methods=["saliency", "gxi", "ig"], metrics=["test_sum"], limit=10, batch_size=4,
+                method_options={"ig": {"n_steps": 4}}, out=str(tmp_path / "run"),
+                report_samples=2)
+    return BenchConfig(**{**base, **kw})
+
+
+def test_run_stores_one_row_per_method_metric_sample(tmp_path):
+    path = run(config(tmp_path), progress=False)
+    with ResultStore(path) as store:
+        rows = store.scores()
+        assert len(rows) == 3 * 10
+        assert {r[0] for r in rows} == {"saliency", "gxi", "ig"}
+        curves = store.curves("test_sum")
+        assert len(curves["gxi"][1]) == 10 and curves["gxi"][0] == [0.0, 0.5, 1.0]
+        # the stored GxI score is the sum of G x I (on the NIB model: the logit of the label)
+        from attrlab.data import digits
+        from attrlab.models import load_checkpoint
+        model, _ = load_checkpoint("digits_nib_cnn")
+        x, y = digits("test").tensors(torch.arange(10))
+        logits = model(x)[torch.arange(10), y].detach()
+        got = torch.tensor([r[3] for r in rows if r[0] == "gxi"])
+        torch.testing.assert_close(got, logits, rtol=1e-4, atol=1e-4)
+
+
+def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):
+    full = run(config(tmp_path, out=str(tmp_path / "full")), progress=False)
+    SumMetric.calls = 0
+    original = SumMetric._evaluate
+
+    def flaky(self, *a):
+        if SumMetric.calls == 4:
+            raise KeyboardInterrupt
+        return original(self, *a)
+
+    monkeypatch.setattr(SumMetric, "_evaluate", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(tmp_path), progress=False)
+    assert SumMetric.calls == 4
+    monkeypatch.setattr(SumMetric, "_evaluate", original)
+    SumMetric.calls = 0
+    run(config(tmp_path), progress=False)
+    assert SumMetric.calls == 9 - 4  # 3 methods x 3 batches, 4 were stored before
+    with ResultStore(full) as a, ResultStore(tmp_path / "run" / "results.sqlite") as b:
+        assert a.scores() == b.scores()
+
+
+def test_changed_configuration_is_refused_unless_fresh(tmp_path):
+    run(config(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="different configuration"):
+        run(config(tmp_path, limit=5), progress=False)
+    path = run(config(tmp_path, limit=5), progress=False, fresh=True)
+    with ResultStore(path) as store:
+        assert len(store.scores()) == 15
+
+
+def test_leaderboard_marks_best_by_direction(tmp_path):
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.set_info("higher_is_better", {"up": True, "down": False})
+        store.add("a", "up", [0, 1], [1.0, 3.0])
+        store.add("b", "up", [0, 1], [0.0, 1.0])
+        store.add("a", "down", [0, 1], [1.0, 3.0])
+        store.add("b", "down", [0, 1], [0.0, 1.0])
+        methods, metrics, cells = leaderboard(store)
+        assert cells[("a", "up")].best and not cells[("b", "up")].best
+        assert cells[("b", "down")].best and not cells[("a", "down")].best
+        assert cells[("a", "up")].mean == 2.0 and cells[("a", "up")].se == pytest.approx(1.0)
+        text = format_leaderboard(store)
+        assert "2 ± 1 *" in text and "down (↓)" in text
+
+
+class Checker(HTMLParser):
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.srcs, self.errors = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(tag)
+
+
+def test_report_is_valid_html_referencing_existing_files(tmp_path):
+    path = run(config(tmp_path), progress=False)
+    html_path = write_report(path)
+    text = html_path.read_text()
+    checker = Checker()
+    checker.feed(text)
+    assert not checker.errors and checker.stack == []
+    assert text.startswith("<!DOCTYPE html>")
+    assert set(checker.srcs) == {"samples.png", "curve_test_sum.png"}
+    for src in checker.srcs:
+        assert (html_path.parent / src).stat().st_size > 1000
+    assert not re.search(r"(src|href)=\"https?:", text)  # opens offline
+    for m in ("saliency", "gxi", "ig"):
+        assert f"<td>{m}</td>" in text
+    assert "&#34;torch&#34;" in text and "test_sum" in text  # escaped JSON
+
+
+def test_cli_bench_config_file_and_errors(tmp_path, capsys):
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text('methods = ["saliency"]\nmetrics = ["test_sum"]\nlimit = 3\n'
+                   f'out = "{tmp_path / "cli"}"\nreport_samples = 1\n'
+                   '[method_options.saliency]\nabs = false\n')
+    assert cli.main(["bench", "--config", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "saliency" in out and "wrote" in out and (tmp_path / "cli" / "report.html").exists()
+    stored = json.loads(json.dumps(BenchConfig.from_file(cfg).method_options))
+    assert stored == {"saliency": {"abs": False}}
+    # re-report only
+    assert cli.main(["bench", "--config", str(cfg), "--report-only"]) == 0
+    capsys.readouterr()
+    for argv, words in [
+        (["bench", "--methods", "nope", "--out", str(tmp_path / "e1")], "unknown method 'nope'"),
+        (["bench", "--metrics", "nope", "--out", str(tmp_path / "e2")], "unknown metric 'nope'"),
+        (["bench", "--method-arg", "ig", "--out", str(tmp_path / "e3")], "NAME.KEY=VALUE"),
+        (["bench", "--config", str(tmp_path / "missing.toml")], "not found"),
+        (["bench", "--report-only", "--out", str(tmp_path / "empty")], "no results"),
+    ]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("attrlab: error:") and words in err[0], err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("methodz = 1\n")
+    assert cli.main(["bench", "--config", str(bad)]) == 2
+    assert "unknown keys ['methodz']" in capsys.readouterr().err
