@@ -41,8 +41,9 @@ def leaderboard(store: ResultStore) -> tuple[list[str], list[str], dict[tuple[st
     for k in metrics:
         scored = [(cells[(m, k)].mean, m) for m in methods if (m, k) in cells]
         if scored:
-            best = max(scored) if direction.get(k, True) else min(scored)
-            cells[(best[1], k)].best = True
+            best = (max if direction.get(k, True) else min)(v for v, _ in scored)
+            for v, m in scored:  # ties (e.g. GxI = IG = DeepLIFT on NIB nets) all count
+                cells[(m, k)].best = math.isclose(v, best, rel_tol=1e-6, abs_tol=1e-12)
     return methods, metrics, cells
 
 
@@ -68,12 +69,16 @@ def plot_curves(store: ResultStore, metric: str, path: Path) -> Path:
     fig = Figure(figsize=(5, 3.6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for method, (x, ys) in sorted(store.curves(metric).items()):
+    from matplotlib import colormaps
+
+    colours = colormaps["tab20"]
+    for i, (method, (x, ys)) in enumerate(sorted(store.curves(metric).items())):
         y = np.asarray(ys, dtype=float)
         mean = y.mean(0)
         se = y.std(0, ddof=1) / math.sqrt(len(y)) if len(y) > 1 else np.zeros_like(mean)
-        ax.plot(x, mean, label=method, lw=1.4)
-        ax.fill_between(x, mean - se, mean + se, alpha=0.15)
+        colour = colours(i % 20)
+        ax.plot(x, mean, label=method, lw=1.4, color=colour, ls=("-", "--", ":")[i // 20 % 3])
+        ax.fill_between(x, mean - se, mean + se, alpha=0.15, color=colour)
     ax.set_title(metric)
     ax.set_xlabel(_XLABEL.get(metric.split("_")[0], "step"))
     ax.legend(fontsize=6, ncol=2)
@@ -99,10 +104,10 @@ def sample_maps(cfg: dict[str, Any], out: Path) -> Path:
     setup = resolve(BenchConfig.from_dict({**cfg, "limit": k}), with_metrics=False)
     x, y = setup.dataset.tensors(setup.indices[:k])
     maps, signed = {}, {}
-    for name, (method, call) in setup.methods.items():
+    for name, method in setup.methods.items():
         with torch.random.fork_rng():
             torch.manual_seed(int(cfg.get("seed", 0)))
-            maps[name] = method.attribute(x, y, **call).detach()
+            maps[name] = method.attribute(x, y).detach()
         signed[name] = bool(getattr(method, "signed", True))
     with torch.no_grad():
         preds = setup.model(x).argmax(1).tolist()

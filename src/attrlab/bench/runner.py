@@ -108,7 +108,7 @@ class Setup:
     meta: dict[str, Any]
     dataset: Any
     indices: Tensor
-    methods: dict[str, tuple[Any, dict[str, Any]]]   # name -> (method, call options)
+    methods: dict[str, Any]   # name -> method, with its call options bound
     metrics: dict[str, Any]
     notes: list[str]
 
@@ -146,7 +146,7 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
             x0, _ = data.tensors(indices[:1])
             call["baselines"], what = default_baselines(x0, meta, name, cfg.data_dir)
             notes.append(f"deepshap baselines: {what}")
-        methods[m] = (get(m, model, **ctor), call)
+        methods[m] = get(m, model, **ctor).bind(**call)
     unknown_opts = set(cfg.method_options) - set(method_names)
     if unknown_opts:
         raise ValueError(f"method_options for methods not in the run: {sorted(unknown_opts)}")
@@ -197,7 +197,7 @@ def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False) -> Path:
             pending = [k for k in setup.metrics if not store.done(name, k, idx.tolist())]
             if not pending:
                 continue
-            method, call = setup.methods[name]
+            method = setup.methods[name]
             x, y = setup.dataset.tensors(idx)
             x, y = x.to(cfg.device), y.to(cfg.device)
             if cfg.target == "pred":
@@ -205,7 +205,7 @@ def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False) -> Path:
                     y = setup.model(x).argmax(1)
             with torch.random.fork_rng():
                 torch.manual_seed(cfg.seed * 100003 + int(idx[0]))  # per-unit, resumable
-                attr = method.attribute(x, y, **call)
+                attr = method.attribute(x, y)
                 for k in pending:
                     scores, curve = evaluate(setup.metrics[k], setup.model, x, y, attr, method)
                     curve_rows = None

@@ -21,6 +21,7 @@ LongTensor of shape (N,). Methods that must be fitted on data first derive from
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -68,6 +69,7 @@ class Attribution:
 
     name: ClassVar[str] = ""
     signed: ClassVar[bool] = True
+    bound_options: dict[str, Any] = {}
 
     def __init__(self, model: nn.Module) -> None:
         if not isinstance(model, nn.Module):
@@ -83,6 +85,8 @@ class Attribution:
         returns ``(attributions, delta)``, delta per sample as in Captum:
         sum(attributions) - (f_t(x) - f_t(baseline)).
         """
+        options = {**self.bound_options, **options}
+
         def run(x: Tensor, t: Tensor):
             out = self._attribute(x, t, **options)
             if out.shape != x.shape:
@@ -92,6 +96,14 @@ class Attribution:
             return out
 
         return self.guarded(inputs, target, run)
+
+    def bind(self, **options: Any) -> "Attribution":
+        """A copy of this method whose ``attribute`` uses ``options`` by default (e.g. DeepSHAP
+        ``baselines``), so code that only calls ``attribute(x, target)`` (metrics that
+        recompute maps) gets them too. Options given to ``attribute`` still win."""
+        bound = copy.copy(self)
+        bound.bound_options = {**self.bound_options, **options}
+        return bound
 
     def guarded(self, inputs: Tensor, target: TargetLike, fn: Callable[[Tensor, Tensor], Any]):
         """Validate ``inputs``/``target``, then run ``fn(inputs, target_tensor)`` with the
