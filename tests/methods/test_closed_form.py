@@ -217,3 +217,15 @@ def test_fullgrad_completeness_and_map_on_conv_net():
     torch.testing.assert_close(fg.attribute(x, t), sal.expand_as(x))
     ufg = methods.get("ufg", m).attribute(x, t)
     torch.testing.assert_close(ufg.flatten(1).sum(1), m(x)[torch.arange(3), t])
+
+
+def test_bound_options_are_defaults_that_calls_override():
+    m = linear_model()
+    x, t = torch.randn(2, 6), torch.tensor([0, 1])
+    bl, other = torch.randn(4, 6), torch.randn(3, 6)
+    plain = methods.get("deepshap", m)
+    bound = plain.bind(baselines=bl)
+    assert plain.bound_options == {}  # binding returns a copy
+    torch.testing.assert_close(bound.attribute(x, t), plain.attribute(x, t, baselines=bl))
+    torch.testing.assert_close(bound.attribute(x, t, baselines=other),
+                               plain.attribute(x, t, baselines=other))
