@@ -27,37 +27,20 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry
 from .checks import TargetLike, check_batch_size, check_inputs, check_target_range, resolve_target
 from .hooks import model_guard
 
-_REGISTRY: dict[str, type["Attribution"]] = {}
-
-
-def register(cls: type["Attribution"]) -> type["Attribution"]:
-    """Class decorator adding ``cls`` to the registry under ``cls.name``."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"bad or duplicate method name {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available() -> list[str]:
-    """Names of all registered methods, sorted."""
-    return sorted(_REGISTRY)
+_METHODS: Registry = Registry("method")
+_REGISTRY = _METHODS.items
+register = _METHODS.register
+available = _METHODS.available
+method_class = _METHODS.get_class
 
 
 def get(name: str, model: nn.Module, **options: Any) -> "Attribution":
     """Build the registered method ``name`` for ``model`` with its constructor options."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name](model, **options)
-
-
-def method_class(name: str) -> type["Attribution"]:
-    """The class registered under ``name``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name]
+    return method_class(name)(model, **options)
 
 
 class Attribution:

@@ -21,36 +21,20 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry
 from ..methods.checks import check_inputs, check_target_range, resolve_target
 from ..methods.hooks import model_guard
 
-_REGISTRY: dict[str, type["Metric"]] = {}
-
-
-def register(cls: type["Metric"]) -> type["Metric"]:
-    """Class decorator adding ``cls`` to the registry under ``cls.name``."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"bad or duplicate metric name {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available() -> list[str]:
-    """Names of all registered metrics, sorted."""
-    return sorted(_REGISTRY)
+_METRICS: Registry = Registry("metric")
+_REGISTRY = _METRICS.items
+register = _METRICS.register
+available = _METRICS.available
+metric_class = _METRICS.get_class
 
 
 def get(name: str, **options: Any) -> "Metric":
     """Build the registered metric ``name`` with its options."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown metric {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name](**options)
-
-
-def metric_class(name: str) -> type["Metric"]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown metric {name!r}; available: {', '.join(available())}")
-    return _REGISTRY[name]
+    return metric_class(name)(**options)
 
 
 class Metric:

@@ -62,19 +62,9 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be positive, got {value}")
 
 
-# ---------------------------------------------------------------------------------------------
-# NIB VGG (paper 01)
-# ---------------------------------------------------------------------------------------------
-
-
-class NIBVGG(nn.Module):
-    """VGG with no implicit bias (paper 01, section 4.1, Table 1).
-
-    ``forward(x) = classifier(flatten(features(x)))``. ``features`` holds
-    Conv3x3 -> (BiasFreeBatchNorm2d | BatchNorm2d) -> ReLU blocks and max-pools;
-    ``classifier`` starts with an ``nn.Flatten`` (a no-op on the already flat input, kept so
-    that ``classifier`` can also be applied to the 4-D feature map directly).
-    """
+class FeaturesClassifier(nn.Module):
+    """``forward(x) = classifier(features(x))``: the layout every CNN of the zoo but ResNet8
+    shares (``features`` convolutional, ``classifier`` starting with ``nn.Flatten``)."""
 
     def __init__(self, features: nn.Sequential, classifier: nn.Sequential) -> None:
         super().__init__()
@@ -82,7 +72,22 @@ class NIBVGG(nn.Module):
         self.classifier = classifier
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+        return self.classifier(self.features(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# NIB VGG (paper 01)
+# ---------------------------------------------------------------------------------------------
+
+
+class NIBVGG(FeaturesClassifier):
+    """VGG with no implicit bias (paper 01, section 4.1, Table 1).
+
+    ``forward(x) = classifier(features(x))``. ``features`` holds
+    Conv3x3 -> (BiasFreeBatchNorm2d | BatchNorm2d) -> ReLU blocks and max-pools;
+    ``classifier`` starts with an ``nn.Flatten``.
+    """
+
 
 
 def nib_vgg(
@@ -265,19 +270,12 @@ def resnet8(num_classes: int = 10, in_channels: int = 3, width: int = 16) -> Res
 # ---------------------------------------------------------------------------------------------
 
 
-class CNN6C3L(nn.Module):
+class CNN6C3L(FeaturesClassifier):
     """Simple CNN with 6 conv + 3 linear layers (paper 04, DGA, section 4.3).
 
     ``forward(x) = classifier(features(x))``; ``classifier`` starts with ``nn.Flatten``.
     """
 
-    def __init__(self, features: nn.Sequential, classifier: nn.Sequential) -> None:
-        super().__init__()
-        self.features = features
-        self.classifier = classifier
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
 
 
 def cnn6c3l(num_classes: int = 10, in_channels: int = 3, input_size: int = 32, width: float = 1.0) -> CNN6C3L:
@@ -325,19 +323,12 @@ def cnn6c3l(num_classes: int = 10, in_channels: int = 3, input_size: int = 32, w
 # ---------------------------------------------------------------------------------------------
 
 
-class MNISTCNN(nn.Module):
+class MNISTCNN(FeaturesClassifier):
     """Three conv + two linear layers MNIST classifier (paper 05, VP, section 4.1).
 
     ``forward(x) = classifier(features(x))``; ``classifier`` starts with ``nn.Flatten``.
     """
 
-    def __init__(self, features: nn.Sequential, classifier: nn.Sequential) -> None:
-        super().__init__()
-        self.features = features
-        self.classifier = classifier
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
 
 
 def mnist_cnn(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> MNISTCNN:
@@ -373,19 +364,12 @@ def mnist_cnn(num_classes: int = 10, in_channels: int = 1, input_size: int = 28)
 # ---------------------------------------------------------------------------------------------
 
 
-class NIBCNN(nn.Module):
+class NIBCNN(FeaturesClassifier):
     """Tiny no-implicit-bias CNN (paper 01, section 2.2 NIB condition) for 8x8 digits.
 
     ``forward(x) = classifier(features(x))``; ``classifier`` starts with ``nn.Flatten``.
     """
 
-    def __init__(self, features: nn.Sequential, classifier: nn.Sequential) -> None:
-        super().__init__()
-        self.features = features
-        self.classifier = classifier
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.features(x))
 
 
 def nib_cnn(num_classes: int = 10, in_channels: int = 1, input_size: int = 8, width: int = 16) -> NIBCNN:
