@@ -9,6 +9,7 @@ from .base import Attribution, FittedAttribution, available, get, method_class, 
 from .backprop import DeepLift, DeepLiftShap, GuidedBackprop, RectGrad
 from .cam import GradCAM
 from .fullgrad import FullGrad, FullGradTerms, UniformFullGrad
+from .mask import AttributionMask
 from .gradient import (GradientXInput, GradientXSignOfInput, IntegratedGradients, NoiseTunnel,
                        PositiveGradientXInput, Saliency)
 
@@ -16,5 +17,5 @@ __all__ = [
     "Attribution", "FittedAttribution", "available", "get", "method_class", "register",
     "Saliency", "GradientXInput", "PositiveGradientXInput", "GradientXSignOfInput",
     "IntegratedGradients", "NoiseTunnel", "GuidedBackprop", "RectGrad", "DeepLift",
-    "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad",
+    "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",
 ]
