@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_parser(sub)
     from .bench.cli import add_bench_parser
     add_bench_parser(sub)
+    from .roar_cli import add_roar_parser
+    add_roar_parser(sub)
     return p
 
 
