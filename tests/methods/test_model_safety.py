@@ -10,7 +10,8 @@ from torch import nn
 from attrlab import methods
 
 CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}}
-CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"}}
+CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"},
+        "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2}}
 
 
 @pytest.fixture(scope="module")

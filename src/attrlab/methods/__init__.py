@@ -10,6 +10,7 @@ from .backprop import DeepLift, DeepLiftShap, GuidedBackprop, RectGrad
 from .cam import GradCAM
 from .fullgrad import FullGrad, FullGradTerms, UniformFullGrad
 from .mask import AttributionMask
+from .dga import DistilledGradientAggregation
 from .gradient import (GradientXInput, GradientXSignOfInput, IntegratedGradients, NoiseTunnel,
                        PositiveGradientXInput, Saliency)
 
@@ -18,4 +19,5 @@ __all__ = [
     "Saliency", "GradientXInput", "PositiveGradientXInput", "GradientXSignOfInput",
     "IntegratedGradients", "NoiseTunnel", "GuidedBackprop", "RectGrad", "DeepLift",
     "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",
+    "DistilledGradientAggregation",
 ]
