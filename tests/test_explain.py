@@ -7,8 +7,16 @@ from PIL import Image
 
 from attrlab import methods, viz
 from attrlab.cli import UserError, main
-from attrlab.explain import (IMAGENET_MEAN, IMAGENET_STD, NPZ_FIXED, default_baselines,
-                             load_model, load_samples, parse_method_args, split_options)
+from attrlab.explain import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NPZ_FIXED,
+    default_baselines,
+    load_model,
+    load_samples,
+    parse_method_args,
+    split_options,
+)
 
 CELL_PX = round(viz.CELL_INCHES * viz.DPI)
 DIGITS_MEAN, DIGITS_STD = 0.305, 0.376

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-from dataclasses import replace
 
 import numpy as np
 
@@ -12,7 +11,12 @@ import numpy as np
 def cmd_roar(args: argparse.Namespace) -> int:
     from .cli import UserError
     from .data import load_dataset
-    from .explain import default_baselines, parse_method_args, parse_methods, split_options
+    from .explain import (
+        default_baselines,
+        parse_method_args,
+        parse_methods,
+        split_options,
+    )
     from .methods import get
     from .metrics.roar import roar
     from .models import load_checkpoint

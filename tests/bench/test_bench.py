@@ -3,13 +3,19 @@
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import torch
 
 from attrlab import cli
-from attrlab.bench import BenchConfig, ResultStore, format_leaderboard, leaderboard, run, write_report
+from attrlab.bench import (
+    BenchConfig,
+    ResultStore,
+    format_leaderboard,
+    leaderboard,
+    run,
+    write_report,
+)
 from attrlab.metrics import base as metric_base
 
 

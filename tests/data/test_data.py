@@ -9,8 +9,18 @@ import pytest
 import torch
 from PIL import Image
 
-from attrlab.data import (ClutteredMNIST, SST2, Vocab, cifar_python, data_dir, digits,
-                          image_folder, load_dataset, load_sst2, read_idx)
+from attrlab.data import (
+    SST2,
+    ClutteredMNIST,
+    Vocab,
+    cifar_python,
+    data_dir,
+    digits,
+    image_folder,
+    load_dataset,
+    load_sst2,
+    read_idx,
+)
 from attrlab.data.images import CIFAR10_CLASSES
 
 

@@ -43,9 +43,18 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from captum.attr import (DeepLift, DeepLiftShap, GuidedBackprop, InputXGradient,
-                         IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency)
+from captum.attr import (
+    DeepLift,
+    DeepLiftShap,
+    GuidedBackprop,
+    InputXGradient,
+    IntegratedGradients,
+    LayerGradCam,
+    NoiseTunnel,
+    Saliency,
+)
 from torch import Tensor, nn
+from zoo_helpers import resnet18_random_bn
 
 from attrlab import methods
 from attrlab.models import nib_vgg
@@ -130,18 +139,9 @@ def captum_ready(model: nn.Module) -> nn.Module:
     return c.eval()
 
 
-def resnet18_random_bn() -> nn.Module:
+def resnet18_random_bn_double() -> nn.Module:
     with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = torchvision.models.resnet18(num_classes=10)
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.running_mean.normal_(0.0, 0.1)
-                    m.running_var.uniform_(0.5, 1.5)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0.0, 0.1)
-    return model.double().eval()
+        return resnet18_random_bn(0.1, affine_bias_std=0.1).double().eval()
 
 
 def nib_vgg16_warmed() -> nn.Module:
@@ -183,7 +183,7 @@ def _data(seed: int):
 
 @pytest.fixture(scope="module")
 def resnet_case() -> Case:
-    model = resnet18_random_bn()
+    model = resnet18_random_bn_double()
     x, baseline, baselines3 = _data(1)
     stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
     tail = nn.Sequential(model.layer1, model.layer2, model.layer3, model.layer4,

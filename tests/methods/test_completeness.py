@@ -3,8 +3,8 @@ completeness on a biased torchvision ResNet."""
 
 import pytest
 import torch
-import torchvision
 from torch import nn
+from zoo_helpers import resnet18_random_bn
 
 from attrlab import methods
 from attrlab.models import nib_cnn, nib_vgg
@@ -72,16 +72,7 @@ def test_completeness_fails_with_implicit_bias():
 
 @pytest.fixture(scope="module")
 def biased_resnet():
-    torch.manual_seed(0)
-    m = torchvision.models.resnet18(num_classes=10)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.normal_(0, 0.2)
-                mod.running_var.uniform_(0.5, 1.5)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.normal_(0, 0.2)
-    return m.eval().double()
+    return resnet18_random_bn(0.2, affine_bias_std=0.2).eval().double()
 
 
 def test_fullgrad_and_ufg_completeness_on_resnet18(biased_resnet):

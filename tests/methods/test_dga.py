@@ -5,7 +5,11 @@ import torch
 from torch import nn
 
 from attrlab import methods
-from attrlab.methods.dga import extreme_positive_mask, rank_fraction, weak_contributor_mask
+from attrlab.methods.dga import (
+    extreme_positive_mask,
+    rank_fraction,
+    weak_contributor_mask,
+)
 
 
 @pytest.fixture(autouse=True)

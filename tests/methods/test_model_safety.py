@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
-import torchvision
 from torch import nn
+from zoo_helpers import resnet18_random_bn
 
 from attrlab import methods
 
@@ -16,14 +16,7 @@ CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"laye
 
 @pytest.fixture(scope="module")
 def resnet():
-    torch.manual_seed(0)
-    m = torchvision.models.resnet18(num_classes=10)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.normal_(0, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
-    return m
+    return resnet18_random_bn(0.1)
 
 
 def snapshot(model):

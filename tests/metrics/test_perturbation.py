@@ -21,11 +21,18 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import zoo_helpers
 from torch import nn
 
 from attrlab import metrics
-from attrlab.metrics.perturbation import (FeatureLayout, feature_counts, gaussian_blur,
-                                          normalized_auc, rank_features, replacement)
+from attrlab.metrics.perturbation import (
+    FeatureLayout,
+    feature_counts,
+    gaussian_blur,
+    normalized_auc,
+    rank_features,
+    replacement,
+)
 
 NAMES = ["morf", "lerf", "lerf_change", "deletion", "insertion"]
 
@@ -70,9 +77,7 @@ class Recorder(nn.Module):
 
 
 def small_cnn(channels: int = 3, size: int = 8, classes: int = 3) -> nn.Module:
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * size * size, classes)).eval()
+    return zoo_helpers.small_cnn(channels, size, classes)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import zoo_helpers
 from torch import nn
 
 from attrlab import metrics
@@ -40,9 +41,7 @@ def linear_model(w: torch.Tensor) -> nn.Module:
 
 
 def small_cnn(channels: int = 1, size: int = 8, classes: int = 3) -> nn.Module:
-    torch.manual_seed(1)
-    return nn.Sequential(nn.Conv2d(channels, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(4 * size * size, classes)).eval()
+    return zoo_helpers.small_cnn(channels, size, classes)
 
 
 @pytest.fixture

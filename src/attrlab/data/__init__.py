@@ -7,10 +7,18 @@ variable ``ATTRLAB_DATA_DIR`` (``.ci/run`` points it at ``../shared/data``). Not
 downloaded.
 """
 
-from .core import (DATASETS, DatasetInfo, NormalizedDataset, cache_dir, data_dir, dataset_info,
-                   load_dataset, require_file)
-from .images import (cifar10, cifar_python, digits, image_folder, mnist, read_idx)
 from .cluttered import ClutteredMNIST
+from .core import (
+                   DATASETS,
+                   DatasetInfo,
+                   NormalizedDataset,
+                   cache_dir,
+                   data_dir,
+                   dataset_info,
+                   load_dataset,
+                   require_file,
+)
+from .images import cifar10, cifar_python, digits, image_folder, mnist, read_idx
 from .text import SST2, Vocab, load_sst2, tokenize
 
 __all__ = [

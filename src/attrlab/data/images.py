@@ -12,7 +12,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .core import DATASETS, DatasetInfo, NormalizedDataset, cache_dir, data_dir, require_file
+from .core import (
+    DATASETS,
+    DatasetInfo,
+    NormalizedDataset,
+    cache_dir,
+    data_dir,
+    require_file,
+)
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")

@@ -28,7 +28,13 @@ import torch
 from torch import Tensor, nn
 
 from ..registry import Registry
-from .checks import TargetLike, check_batch_size, check_inputs, check_target_range, resolve_target
+from .checks import (
+    TargetLike,
+    check_batch_size,
+    check_inputs,
+    check_target_range,
+    resolve_target,
+)
 from .hooks import model_guard
 
 _METHODS: Registry = Registry("method")

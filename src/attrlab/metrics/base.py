@@ -21,9 +21,9 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..registry import Registry
 from ..methods.checks import check_inputs, check_target_range, resolve_target
 from ..methods.hooks import model_guard
+from ..registry import Registry
 
 _METRICS: Registry = Registry("metric")
 _REGISTRY = _METRICS.items

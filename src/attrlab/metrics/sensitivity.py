@@ -56,8 +56,16 @@ from torch import Tensor, nn
 
 from ..methods.hooks import model_guard
 from .base import Metric, batched_scores, register
-from .perturbation import (FeatureLayout, _check_positive_int, check_baseline, check_blur,
-                           check_output, masked_outputs, output_transform, replacement)
+from .perturbation import (
+    FeatureLayout,
+    _check_positive_int,
+    check_baseline,
+    check_blur,
+    check_output,
+    masked_outputs,
+    output_transform,
+    replacement,
+)
 
 
 def pearson(a: Tensor, b: Tensor, a_tol: Tensor | float = 0.0,

@@ -8,6 +8,7 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from .layers import BiasFreeBatchNorm2d
+from .shipped import CHECKPOINT_DIR, checkpoint_meta, load_checkpoint, shipped
 from .zoo import (
     BUILDERS,
     CNN6C3L,
@@ -24,8 +25,6 @@ from .zoo import (
     nib_vgg,
     resnet8,
 )
-
-from .shipped import CHECKPOINT_DIR, checkpoint_meta, load_checkpoint, shipped
 
 __all__ = [
     "CHECKPOINT_DIR",
