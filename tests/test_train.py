@@ -128,7 +128,8 @@ def test_shipped_checkpoints_load_and_match_their_metadata(name, request):
         data_dir = request.getfixturevalue("real_data_dir")
         from attrlab.data import load_dataset
         test = load_dataset(meta["dataset"], "test", data_dir)
-        assert train.accuracy(model, test) == pytest.approx(meta["test_accuracy"])
+        # trained on a GPU for CIFAR-10: allow 10 of 10,000 argmax flips between back ends
+        assert train.accuracy(model, test) == pytest.approx(meta["test_accuracy"], abs=1e-3)
 
 
 def test_cli_train_and_errors(tmp_path, capsys):

@@ -86,7 +86,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     meta = fit(model, train, test, recipe, args.out, seed=args.seed, half=args.half,
                progress=not args.no_progress,
                meta={"command": "attrlab " + shlex.join(args.argv)},
-               channels_last=args.channels_last, bf16=args.bf16)
+               channels_last=args.channels_last, bf16=args.bf16, device=args.device)
     print(f"wrote {args.out}: test accuracy {meta['test_accuracy']:.4f}")
     return 0
 
@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(faster convolutions on CPU)")
     t.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training "
                    "forward pass (weights stay float32)")
+    t.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, ...)")
     t.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

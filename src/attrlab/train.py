@@ -71,26 +71,28 @@ def augment_batch(images: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
     (N, C, H, W) images (torchvision's RandomCrop(padding) + RandomHorizontalFlip)."""
     n, c, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    rows = (oy[:, None] + torch.arange(h))[:, :, None]
-    cols = (ox[:, None] + torch.arange(w))[:, None, :]
-    flip = torch.rand(n, generator=gen) < 0.5
+    dev = images.device  # random draws come from the CPU generator whatever the device
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(dev)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(dev)
+    rows = (oy[:, None] + torch.arange(h, device=dev))[:, :, None]
+    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, :]
+    flip = (torch.rand(n, generator=gen) < 0.5).to(dev)
     cols = torch.where(flip[:, None, None], cols.flip(-1), cols)
-    out = padded.permute(0, 2, 3, 1)[torch.arange(n)[:, None, None], rows, cols]
+    out = padded.permute(0, 2, 3, 1)[torch.arange(n, device=dev)[:, None, None], rows, cols]
     return out.permute(0, 3, 1, 2).contiguous()
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data: NormalizedDataset, batch_size: int = 500) -> float:
-    """Top-1 accuracy in eval mode (the model's mode is restored)."""
+    """Top-1 accuracy in eval mode, on the model's device (the model's mode is restored)."""
     was = model.training
     model.eval()
     correct = 0
+    device = next(iter(model.parameters()), torch.empty(0)).device
     try:
         for i in range(0, len(data), batch_size):
             x, y = data.tensors(torch.arange(i, min(i + batch_size, len(data))))
-            correct += int((model(x).argmax(1) == y).sum())
+            correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
     finally:
         model.train(was)
     return correct / len(data)
@@ -116,7 +118,8 @@ def _scheduler(opt: torch.optim.Optimizer, r: Recipe, steps_per_epoch: int):
 
 def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, recipe: Recipe,
         out: str | os.PathLike, seed: int = 0, half: bool = False, progress: bool = True,
-        meta: dict | None = None, channels_last: bool = False, bf16: bool = False) -> dict:
+        meta: dict | None = None, channels_last: bool = False, bf16: bool = False,
+        device: str | torch.device = "cpu") -> dict:
     """Train ``model`` and write the checkpoint ``out``; resumes from ``out + '.partial'``.
 
     Each epoch ends with a resumable state (model, optimiser, scheduler, RNG) in
@@ -133,14 +136,18 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
     partial = out.with_name(out.name + ".partial")
     gen = seed_everything(seed)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(memory_format=fmt)
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model.to(device=device, memory_format=fmt)
+    images, labels = train.images.to(device), train.labels.to(device)
     opt = _optimizer(model, recipe)
     n = len(train)
     steps = (n + recipe.batch_size - 1) // recipe.batch_size
     sched = _scheduler(opt, recipe, steps)
     start = 0
     if partial.exists():
-        state = torch.load(partial, weights_only=True)
+        state = torch.load(partial, weights_only=True, map_location="cpu")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -150,33 +157,34 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
         print(f"resuming {out} from epoch {start}", file=sys.stderr)
     for epoch in range(start, recipe.epochs):
         model.train()
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(device)
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{recipe.epochs}", disable=not progress,
                    leave=False)
-        total = 0.0
+        total = torch.zeros((), device=device)  # summed on the device: no sync per step
         for s in bar:
             idx = order[s * recipe.batch_size:(s + 1) * recipe.batch_size]
-            imgs = train.images[idx]
+            imgs = images[idx]
             if recipe.augment:
                 imgs = augment_batch(imgs, gen)
-            x, y = train.normalize(imgs).contiguous(memory_format=fmt), train.labels[idx]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            x, y = train.normalize(imgs).contiguous(memory_format=fmt), labels[idx]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = F.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach())
-            bar.set_postfix(loss=f"{total / (s + 1):.3f}")
+            total += loss.detach()
+            if s % 50 == 0 or s == steps - 1:
+                bar.set_postfix(loss=f"{float(total) / (s + 1):.3f}")
         acc = accuracy(model, test)
-        print(f"epoch {epoch + 1}/{recipe.epochs} loss {total / steps:.4f} test acc {acc:.4f}",
+        print(f"epoch {epoch + 1}/{recipe.epochs} loss {float(total) / steps:.4f} test acc {acc:.4f}",
               file=sys.stderr)
         tmp = partial.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "generator": gen.get_state(),
                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1}, tmp)
         os.replace(tmp, partial)
-    model.to(memory_format=torch.contiguous_format)
+    model.to(device="cpu", memory_format=torch.contiguous_format)
     state = {k: (v.half() if half and v.is_floating_point() else v.contiguous())
              for k, v in model.state_dict().items()}
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
@@ -195,6 +203,7 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
         "seed": seed,
         "channels_last": channels_last,
         "bf16_autocast": bf16,
+        "trained_on": device.type,
         "stored_as": "float16" if half else "float32",
         "torch": str(torch.__version__),
         "python": platform.python_version(),

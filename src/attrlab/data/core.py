@@ -78,7 +78,8 @@ class NormalizedDataset(Dataset):
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 images (any leading dims) -> normalised float32."""
-        return (images.float() / 255.0 - self._mean) / self._std
+        dev = images.device
+        return (images.float() / 255.0 - self._mean.to(dev)) / self._std.to(dev)
 
     def __len__(self) -> int:
         return len(self.labels)

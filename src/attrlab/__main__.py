@@ -1,0 +1,5 @@
+"""``python -m attrlab`` is the ``attrlab`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
