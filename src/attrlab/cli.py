@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     from .roar_cli import add_roar_parser
     add_roar_parser(sub)
+    from .reproduce.cli import add_reproduce_parser
+    add_reproduce_parser(sub)
     return p
 
 
