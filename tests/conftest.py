@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +19,13 @@ def real_data_dir() -> Path:
             pytest.fail(f"{reason}: CI must provide it")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for a test: on 2 shared cores OpenMP spin-waiting with 2 threads
+    is ~100x slower on tiny models. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -37,13 +37,7 @@ from attrlab.metrics.perturbation import (
 NAMES = ["morf", "lerf", "lerf_change", "deletion", "insertion"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # 2 shared cores: OpenMP spin-waiting with 2 threads is much slower on tiny models
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sigmoid(v: float) -> float:

@@ -14,13 +14,7 @@ from attrlab.metrics import roar as R
 from attrlab.models import nib_cnn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 2 shared cores: OpenMP spin-waiting with 2 threads is ~100x slower on tiny models
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------------------------------

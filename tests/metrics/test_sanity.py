@@ -26,13 +26,7 @@ from attrlab.models import nib_cnn, resnet8
 KINDS = [f"sanity_{k}" for k in SIMILARITIES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # 2 shared cores: OpenMP spin-waiting with 2 threads is ~100x slower on tiny models
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -24,12 +24,7 @@ from attrlab import metrics
 from attrlab.metrics.sensitivity import SensitivityN, pearson
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_model(w: torch.Tensor) -> nn.Module:

@@ -10,8 +10,8 @@ from attrlab import cli, train
 from attrlab.data import NormalizedDataset
 from attrlab.data.core import DatasetInfo
 from attrlab.methods.mask import AttributionMask
-from attrlab.reproduce.attribution_mask import MaskedDataset, masked_copy, reproduce
 from attrlab.models import nib_cnn
+from attrlab.reproduce.attribution_mask import MaskedDataset, masked_copy, reproduce
 
 
 def test_masked_copy_is_the_teacher_mask_times_the_image():
@@ -26,7 +26,7 @@ def test_masked_copy_is_the_teacher_mask_times_the_image():
     assert isinstance(masked, MaskedDataset)
     torch.testing.assert_close(masked.images, expected)
     # training and evaluation read the masked floats as they are
-    xm, ym = masked.tensors(torch.arange(3))
+    xm, _ = masked.tensors(torch.arange(3))
     torch.testing.assert_close(xm, expected[:3])
     assert 0.0 <= train.accuracy(model, masked) <= 1.0
     with pytest.raises(ValueError, match="float"):
