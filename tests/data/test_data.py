@@ -77,7 +77,8 @@ def test_cifar10_zip_layout(tmp_path, monkeypatch):
                 img.save(p)
                 z.write(p, f"cifar10-jpeg/test/{name}/{i:04d}.jpg")
     ds = load_dataset("cifar10", "test", tmp_path)
-    assert ds.images.shape == (20, 3, 32, 32) and ds.labels.tolist() == sorted(list(range(10)) * 2)
+    # class-interleaved: 0..9, 0..9 (ImageFolder alone would give 0, 0, 1, 1, ...)
+    assert ds.images.shape == (20, 3, 32, 32) and ds.labels.tolist() == list(range(10)) * 2
     assert abs(int(ds.images[19, 0, 5, 5]) - 180) <= 3  # truck = 9 -> grey 180, JPEG-exact-ish
     # second call reads the decoded cache (the zip is no longer needed)
     (tmp_path / "cifar10-jpeg.zip").rename(tmp_path / "moved.zip")
@@ -137,7 +138,7 @@ def test_image_folder(tmp_path):
                 tmp_path / cls / f"{i}.png")
     ds = image_folder(tmp_path, size=16)
     assert ds.images.shape == (6, 3, 16, 16) and ds.info.classes == ("cat", "dog")
-    assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1] and int(ds.images[4].float().mean()) == 200
+    assert ds.labels.tolist() == [0, 1, 0, 1, 0, 1] and int(ds.images[3].float().mean()) == 200
     with pytest.raises(FileNotFoundError, match="image folder not found"):
         image_folder(tmp_path / "nope", size=16)
 
@@ -194,6 +195,18 @@ def test_real_cifar10_test_split(real_data_dir):
     te = load_dataset("cifar10", "test", real_data_dir)
     assert te.images.shape == (10000, 3, 32, 32)
     assert te.labels.bincount().tolist() == [1000] * 10
+    assert te.labels[:1000].bincount().tolist() == [100] * 10  # first N: class-balanced
+
+
+def test_interleave_classes_unbalanced():
+    from attrlab.data.images import interleave_classes
+
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    order = interleave_classes(labels)
+    assert labels[order].tolist() == [0, 1, 2, 0, 2, 0]
+    assert sorted(order.tolist()) == list(range(6))
+    # within a class the original order is kept
+    assert [i for i in order.tolist() if labels[i] == 0] == [0, 1, 2]
 
 
 def test_real_sst2(real_data_dir):

@@ -78,8 +78,22 @@ def mnist(split: str = "test", data_dir_=None) -> NormalizedDataset:
                              torch.from_numpy(labels.astype(np.int64)), MNIST)
 
 
+def interleave_classes(labels: Tensor) -> Tensor:
+    """Order that deals the samples out class by class: the first sample of every class (in
+    class order), then every class's second, and so on (a class that runs out is skipped).
+
+    ImageFolder lists samples sorted by class, so its first N samples would all be one class;
+    in this order the first N of a balanced set hold N/K of each of the K classes."""
+    rank = torch.empty_like(labels)
+    for c in labels.unique():
+        where = (labels == c).nonzero().flatten()
+        rank[where] = torch.arange(len(where))
+    return torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
+
+
 def _folder_to_tensors(folder: Path, size: int | None = None) -> tuple[Tensor, Tensor, list[str]]:
-    """Decode an ImageFolder tree (torchvision) into uint8 (N, C, H, W) and labels."""
+    """Decode an ImageFolder tree (torchvision) into uint8 (N, C, H, W) and labels, in the
+    class-interleaved order of :func:`interleave_classes`."""
     from torchvision.datasets import ImageFolder
     from torchvision.transforms import functional as TF
 
@@ -93,19 +107,23 @@ def _folder_to_tensors(folder: Path, size: int | None = None) -> tuple[Tensor, T
             img = TF.resize(img, [size, size])
         imgs.append(TF.pil_to_tensor(img))
         labels.append(label)
-    return torch.stack(imgs), torch.tensor(labels), ds.classes
+    order = interleave_classes(torch.tensor(labels))
+    return torch.stack(imgs)[order], torch.tensor(labels)[order], ds.classes
 
 
 def cifar10(split: str = "test", data_dir_=None) -> NormalizedDataset:
     """CIFAR-10 from ``<data dir>/cifar10-jpeg.zip`` (extracted once into the cache directory,
     read with torchvision's ImageFolder, decoded once to a tensor cache); falls back to the
-    official python layout ``<data dir>/cifar-10-batches-py`` if the zip is absent."""
+    official python layout ``<data dir>/cifar-10-batches-py`` if the zip is absent. The zip
+    is sorted by class and loses the official order, so samples come class-interleaved
+    (:func:`interleave_classes`): the first 1,000 test images are 100 of each class."""
     root = data_dir(data_dir_)
     zpath = root / "cifar10-jpeg.zip"
     if not zpath.exists() and (root / "cifar-10-batches-py").exists():
         return cifar_python(root, split, num_classes=10)
     require_file(zpath, "CIFAR-10 (cifar10-jpeg.zip)")
-    cached = cache_dir() / f"cifar10-jpeg-{split}.pt"
+    # v2: class-interleaved order (v1 caches, sorted by class, are not read)
+    cached = cache_dir() / f"cifar10-jpeg-{split}-v2.pt"
     if cached.exists():
         blob = torch.load(cached, weights_only=True)
         return NormalizedDataset(blob["images"], blob["labels"], CIFAR10)
