@@ -8,7 +8,7 @@ and resumes where an interrupted run stopped.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "attribution-mask": ("attribution_mask", "paper 01: GxSI, attribution mask, MIA (Tables 2-5, Fig. 4)"),

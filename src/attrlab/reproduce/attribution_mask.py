@@ -17,14 +17,23 @@ from its ``.partial``), so an interrupted reproduction continues where it stoppe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..data import NormalizedDataset
-from .common import BenchConfig, bench, fmt, markdown_table, mean_curves, plot_lines, write_report
+from .common import (
+    BenchConfig,
+    bench,
+    fmt,
+    markdown_table,
+    mean_curves,
+    plot_lines,
+    write_report,
+)
 
 METHODS = ("pgxi", "gbp", "gxi", "deeplift", "ig", "gxsi")
 LABELS = {"pgxi": "PGxI", "gbp": "GBP", "gxi": "GxI", "deeplift": "DL", "ig": "IG",
@@ -275,5 +284,11 @@ def reproduce(out: Path, *, limit: int = 1000, iterations: int = 10, device: str
                         [header, *sections], results)
 
 
-__all__ = ["reproduce", "masked_copy", "MaskedDataset", "PAPER_TABLE2", "PAPER_TABLE3",
-           "PAPER_TABLE4"]
+__all__ = [
+    "PAPER_TABLE2",
+    "PAPER_TABLE3",
+    "PAPER_TABLE4",
+    "MaskedDataset",
+    "masked_copy",
+    "reproduce",
+]

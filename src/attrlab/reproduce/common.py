@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..bench.runner import BenchConfig, run
 from ..bench.store import ResultStore
@@ -94,5 +95,15 @@ def write_report(out: Path, title: str, sections: Sequence[str], results: dict[s
     return path
 
 
-__all__ = ["BenchConfig", "bench", "replace", "mean_sem", "method_means", "mean_curves", "fmt",
-           "markdown_table", "plot_lines", "write_report"]
+__all__ = [
+    "BenchConfig",
+    "bench",
+    "fmt",
+    "markdown_table",
+    "mean_curves",
+    "mean_sem",
+    "method_means",
+    "plot_lines",
+    "replace",
+    "write_report",
+]

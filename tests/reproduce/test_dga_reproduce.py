@@ -1,0 +1,133 @@
+"""`attrlab reproduce dga` (paper 04): helpers on hand-made cases, and the whole reproduction
+end to end on real data in quick mode."""
+
+import json
+import math
+import time
+
+import pytest
+import torch
+
+from attrlab.methods import get as get_method
+from attrlab.models import nib_cnn
+from attrlab.reproduce import dga
+from attrlab.reproduce.dga import (
+    add_pixel_noise,
+    best_method,
+    cell,
+    label_summary,
+    noise_consistency,
+    reproduce,
+    settings,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_label_summary():
+    assert label_summary(torch.tensor([0, 0, 1]), ["a", "b", "c"]) == "only a (2), b (1)"
+    assert label_summary(torch.tensor([0, 1, 2, 2]), ["a", "b", "c"]) == \
+        "all 3 classes, 1 to 2 images each"
+
+
+def test_cell_and_best_method():
+    assert cell(0.12345) == "0.123"
+    assert cell(0.12345, 0.5) == "0.123 (0.500)"
+    assert cell(0.2, 0.1, digits=2, bold=True) == "**0.20** (0.10)"
+    assert cell(math.nan, 0.1) == "- (0.100)"
+    values = {"a": 0.3, "b": 0.1, "c": math.nan, "d": 0.3}
+    assert best_method(values, higher_is_better=True) == "a"  # first of the ties
+    assert best_method(values, higher_is_better=False) == "b"
+    assert best_method({"a": math.nan}, True) is None
+
+
+def test_add_pixel_noise_is_in_pixel_units_and_seeded():
+    x = torch.zeros(64, 2, 16, 16)
+    noisy = add_pixel_noise(x, 0.1, std=(0.5, 0.25), seed=3)
+    # sigma / std per channel in the normalised space
+    assert noisy[:, 0].std().item() == pytest.approx(0.2, rel=0.05)
+    assert noisy[:, 1].std().item() == pytest.approx(0.4, rel=0.05)
+    torch.testing.assert_close(noisy, add_pixel_noise(x, 0.1, std=(0.5, 0.25), seed=3))
+    assert not torch.equal(noisy, add_pixel_noise(x, 0.1, std=(0.5, 0.25), seed=4))
+    torch.testing.assert_close(add_pixel_noise(x, 0.0, std=(0.5, 0.25)), x)
+    with pytest.raises(ValueError, match="sigma"):
+        add_pixel_noise(x, -1.0, std=(1.0, 1.0))
+
+
+def test_noise_consistency_without_noise_is_identical():
+    torch.manual_seed(0)
+    model = nib_cnn(num_classes=3, input_size=12, width=4).eval()
+    x, y = torch.randn(3, 1, 12, 12), torch.tensor([0, 1, 2])
+    methods = {m: get_method(m, model, **dga.method_options(3).get(m, {}))
+               for m in dga.FIGURE2_METHODS}
+    scores, maps = noise_consistency(model, methods, x, y, x.clone())
+    assert set(scores) == set(dga.FIGURE2_METHODS)
+    for m, sc in scores.items():
+        assert sc["ssim"] == pytest.approx([1.0] * 3)
+        assert sc["morf_clean"] == sc["morf_noisy"]
+        assert sc["lerf_clean"] == sc["lerf_noisy"]
+        assert all(0.0 <= v <= 1.0 for v in sc["morf_clean"] + sc["lerf_clean"])
+        torch.testing.assert_close(maps[m][0], maps[m][1])
+    # with noise the maps change, so SSIM drops below 1 for at least one method
+    scores, _ = noise_consistency(model, methods, x, y, add_pixel_noise(x, 0.5, (1.0,)))
+    assert min(v for sc in scores.values() for v in sc["ssim"]) < 1.0
+
+
+def test_settings_and_options():
+    full, quick = settings(1000, quick=False), settings(1000, quick=True)
+    assert full.n_steps == 30 and full.q_values == dga.Q_VALUES and full.n_subsets == 100
+    assert full.roar_fractions == (0.1, 0.3, 0.5, 0.7, 0.9)
+    assert quick.limit == 8 and len(quick.q_values) == 2 and quick.roar_epochs == 1
+    assert settings(4, quick=True).limit == 4
+    opts = dga.method_options(30)
+    assert opts["dga"] == {"n_steps": 30, "q": 0.9}
+    assert opts["ig"]["n_steps"] == opts["guided_ig"]["n_steps"] == 30
+    with pytest.raises(ValueError, match="limit"):
+        settings(0, quick=False)
+    # the paper's tables as typed: DGA is the best in each of its rows
+    for k, better in (("lerf", True), ("morf", False)):
+        for row in dga.PAPER_TABLE1[k].values():
+            assert best_method(row, better) == "dga"
+    for i in range(9):
+        assert best_method({m: v[i] for m, v in dga.PAPER_TABLE2.items()}, True) == "dga"
+
+
+def test_reproduce_dga_quick(real_data_dir, tmp_path):
+    out = tmp_path / "r"
+    kwargs = {"quick": True, "limit": 4, "models": ("cifar10_resnet8",), "roar": True,
+              "data_dir": str(real_data_dir), "progress": False}
+    t0 = time.perf_counter()
+    report = reproduce(out, **kwargs)
+    first = time.perf_counter() - t0
+    assert report == out / "REPORT.md"
+    text = report.read_text()
+    for heading in ("Table 1", "Table 2", "Figure 5", "Figure 2"):
+        assert f"### {heading}" in text
+    res = json.loads((out / "results.json").read_text())
+    methods = set(dga.METHODS)
+    t1 = res["table1"]["cifar10_resnet8"]
+    for k in ("morf", "lerf"):
+        assert set(t1[k]) == methods
+        assert all(0.0 <= mean <= 1.0 for mean, _ in t1[k].values())
+    t2 = res["table2"]["cifar10_resnet8"]
+    assert set(t2) == methods
+    for per_q in t2.values():
+        assert set(per_q) == {"10", "50"}
+        assert all(-1.0 <= mean <= 1.0 for mean, _ in per_q.values())
+    f5 = res["figure5"]
+    assert set(f5) == methods | {"random", "baseline"}
+    assert all(set(v) == {"10", "90"} for m, v in f5.items() if m != "baseline")
+    assert all(0.0 <= a <= 100.0 for v in f5.values() for a in v.values())
+    f2 = res["figure2"]["cifar10_resnet8"]
+    assert set(f2["scores"]) == set(dga.FIGURE2_METHODS)
+    assert all(len(v) == 2 for sc in f2["scores"].values() for v in sc.values())
+    for png in res["plots"].values():
+        assert (out / png).is_file()
+    for sub in ("table1_cifar10_resnet8", "table2_cifar10_resnet8/q10",
+                "table2_cifar10_resnet8/q50"):
+        assert (out / sub / "results.sqlite").is_file()
+    # resumed: nothing recomputed, same numbers
+    t0 = time.perf_counter()
+    reproduce(out, **kwargs)
+    assert json.loads((out / "results.json").read_text()) == res
+    assert time.perf_counter() - t0 < first / 3
