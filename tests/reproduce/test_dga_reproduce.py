@@ -131,3 +131,10 @@ def test_reproduce_dga_quick(real_data_dir, tmp_path):
     reproduce(out, **kwargs)
     assert json.loads((out / "results.json").read_text()) == res
     assert time.perf_counter() - t0 < first / 3
+
+
+@pytest.mark.parametrize("bad", ["0,0.5", "1.5", "half", ""])
+def test_bad_q_values_fail_before_any_work(tmp_path, bad):
+    with pytest.raises(ValueError, match="q_values"):
+        reproduce(tmp_path / "r", q_values=bad, progress=False)
+    assert not (tmp_path / "r").exists()

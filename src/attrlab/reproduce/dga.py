@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -485,19 +485,30 @@ def _series(curves: Mapping[str, tuple[list[float], list[float]]]) -> dict[str, 
 def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: str | None = None,
               quick: bool = False, roar: bool = True, progress: bool = True,
               models: Sequence[str] = ("cifar10_resnet8", "cifar10_nib_vgg16", "mnist_cnn"),
-              ) -> Path:
+              q_values: Sequence[float] | str | None = None) -> Path:
     """Run paper 04's experiments (module docstring: Tables 1-2, Figures 2 and 5) into
     ``out`` and return the path of ``REPORT.md`` (``results.json`` and PNG plots beside it).
 
     ``limit``: first test images of Tables 1 and 2 (and ROAR's test set); ``models``: shipped
     checkpoints for Table 1 and Figure 2 (Table 2 runs on those of :data:`TABLE2_MODELS`);
     ``roar``: run Figure 5 (ROAR on the ResNet8, the slowest part); ``quick``: tiny settings
-    (:func:`settings`) to check the pipeline. Everything resumes where it stopped."""
+    (:func:`settings`) to check the pipeline; ``q_values``: Table 2's q (fractions in (0, 1],
+    a sequence or a comma-separated string such as ``"0.1,0.3,0.5"``; default 10..90 %), the
+    way to shorten Table 2, its costliest part. Everything resumes where it stopped."""
     out = Path(out)
-    models = list(models)
+    models = [models] if isinstance(models, str) else list(models)
     if not models:
         raise ValueError("models must name at least one checkpoint")
     s = settings(limit, quick)
+    if q_values is not None:
+        qs = q_values.split(",") if isinstance(q_values, str) else q_values
+        try:
+            qs = tuple(float(q) for q in qs)
+        except (TypeError, ValueError):
+            raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}") from None
+        if not qs or not all(0 < q <= 1 for q in qs):
+            raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}")
+        s = replace(s, q_values=qs)
     results: dict[str, Any] = {"settings": asdict(s), "methods": list(METHODS),
                                "method_options": method_options(s.n_steps), "quick": quick,
                                "models": models}
