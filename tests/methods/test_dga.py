@@ -95,3 +95,18 @@ def test_gxi_local_attribution_option_and_errors():
                       ({"aggregate": "max"}, "aggregate")]:
         with pytest.raises(ValueError, match=words):
             methods.get("dga", model, **kw)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rank_at_most_matches_rank_fraction(dtype):
+    """The kthvalue shortcut gives exactly the sorted-rank comparison of eqs. 6 and 9, ties
+    and boundary fractions (n/N, q) included."""
+    from attrlab.methods.dga import rank_at_most
+
+    g = torch.Generator().manual_seed(0)
+    cont = torch.randn(5, 3, 8, 8, generator=g, dtype=dtype)
+    ties = torch.randint(-3, 4, (5, 3, 8, 8), generator=g).to(dtype)
+    for values in (cont, ties, cont.abs(), torch.zeros(2, 7, dtype=dtype)):
+        fractions = [n / 30 for n in range(31)] + [0.9, 0.25, 1 / 192, 0.5 + 1e-9]
+        for frac in fractions:
+            assert torch.equal(rank_at_most(values, frac), rank_fraction(values) <= frac), frac

@@ -19,16 +19,31 @@ def rank_fraction(values: Tensor) -> Tensor:
     return (count.to(values.dtype) / flat.shape[1]).view_as(values)
 
 
+def rank_at_most(values: Tensor, fraction: float) -> Tensor:
+    """``rank_fraction(values) <= fraction`` without sorting: the rank count of entry j,
+    c_j = |{k : v_k <= v_j}|, is at most m exactly when v_j is below the (m+1)-th smallest
+    value, so one ``kthvalue`` per row replaces the sort and search. m is the largest count
+    with c / F <= fraction, evaluated in the values' dtype as ``rank_fraction`` does."""
+    flat = values.flatten(1)
+    f = flat.shape[1]
+    counts = torch.arange(f + 1, dtype=values.dtype, device=values.device) / f
+    m = int((counts <= fraction).sum()) - 1  # counts are increasing
+    if m >= f:
+        return torch.ones_like(values, dtype=torch.bool)
+    kth = flat.kthvalue(m + 1, dim=1, keepdim=True).values
+    return (flat < kth).view_as(values)
+
+
 def weak_contributor_mask(phi: Tensor, n: int, steps: int) -> Tensor:
     """M^WC (eq. 7): 0 where the rank fraction of |phi_j| is <= n/N (the weakest
     contributors), 1 otherwise."""
-    return (rank_fraction(phi.abs()) > n / steps).to(phi.dtype)
+    return (~rank_at_most(phi.abs(), n / steps)).to(phi.dtype)
 
 
 def extreme_positive_mask(phi: Tensor, q: float) -> Tensor:
     """M^EPC (eq. 10): 1 where the rank fraction of the signed phi_j is <= q, 0 for the
     extreme positive contributors above the q quantile."""
-    return (rank_fraction(phi) <= q).to(phi.dtype)
+    return rank_at_most(phi, q).to(phi.dtype)
 
 
 @register
