@@ -259,3 +259,43 @@ def test_bad_inputs_raise(linear_case):
         m.evaluate(model, x, t, bad)
     with pytest.raises(ValueError, match="larger than the image"):
         metrics.get("sensitivity_n", grid=14).evaluate(model, x, t, perfect)
+
+
+class _CountingModel(nn.Module):
+    """Wraps a model and counts the rows it is evaluated on."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.rows = inner, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        return self.inner(x)
+
+
+def test_evaluate_many_equals_evaluate_and_shares_the_forward_passes(linear_case):
+    model, x, t, perfect, noise = linear_case
+    maps = {"perfect": perfect, "noise": noise, "neg": -perfect}
+    for kw in (dict(fraction=0.3, n_subsets=12), dict(fraction=0.5, n_subsets=9, grid=2)):
+        metric = metrics.get("sensitivity_n", **kw)
+        counted = _CountingModel(model).eval()
+        many = metric.evaluate_many(counted, x, t, maps)
+        assert counted.rows == x.shape[0] * (kw["n_subsets"] + 1)  # once, not per map
+        assert set(many) == set(maps)
+        for name, a in maps.items():
+            assert torch.equal(many[name], metric.evaluate(model, x, t, a))
+    assert torch.allclose(many["perfect"], torch.ones(6))
+    assert torch.allclose(many["neg"], -torch.ones(6))
+
+
+def test_evaluate_many_bad_inputs_name_the_map(linear_case):
+    model, x, t, perfect, _ = linear_case
+    m = metrics.get("sensitivity_n", n_subsets=5)
+    with pytest.raises(ValueError, match=r"attributions\['short'\].*do not match"):
+        m.evaluate_many(model, x, t, {"ok": perfect, "short": perfect[:2]})
+    bad = perfect.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"attributions\['bad'\].*NaN"):
+        m.evaluate_many(model, x, t, {"bad": bad})
+    with pytest.raises(ValueError, match="at least one"):
+        m.evaluate_many(model, x, t, {})

@@ -123,8 +123,7 @@ def test_reproduce_dga_quick(real_data_dir, tmp_path):
     assert all(len(v) == 2 for sc in f2["scores"].values() for v in sc.values())
     for png in res["plots"].values():
         assert (out / png).is_file()
-    for sub in ("table1_cifar10_resnet8", "table2_cifar10_resnet8/q10",
-                "table2_cifar10_resnet8/q50"):
+    for sub in ("table1_cifar10_resnet8", "table2_cifar10_resnet8"):
         assert (out / sub / "results.sqlite").is_file()
     # resumed: nothing recomputed, same numbers
     t0 = time.perf_counter()
@@ -138,3 +137,74 @@ def test_bad_q_values_fail_before_any_work(tmp_path, bad):
     with pytest.raises(ValueError, match="q_values"):
         reproduce(tmp_path / "r", q_values=bad, progress=False)
     assert not (tmp_path / "r").exists()
+
+
+def test_table2_equals_a_bench_run_per_q(real_data_dir, tmp_path):
+    """The shared-forward Table 2 gives the scores of one attrlab bench run per q."""
+    from attrlab.bench.runner import run
+    from attrlab.bench.store import ResultStore
+
+    s = settings(4, quick=True)
+    res = dga.table2("cifar10_resnet8", s, tmp_path / "t2", "cpu", str(real_data_dir), False)
+    for q in s.q_values:
+        opts = {"sensitivity_n": {"fraction": q, "n_subsets": s.n_subsets,
+                                  **dga.TABLE2_METRIC}}
+        cfg = dga._bench_config("cifar10_resnet8", s, opts, tmp_path / f"b{q}", "cpu",
+                                str(real_data_dir))
+        with ResultStore(run(cfg, progress=False)) as store:
+            bench_scores = {(m, i): v for m, _, i, v in store.scores()}
+        with ResultStore(tmp_path / "t2" / "results.sqlite") as store:
+            ours = {(m, i): v for m, k, i, v in store.scores()
+                    if k == dga.table2_metric_name(q)}
+        assert ours.keys() == bench_scores.keys()
+        assert len(ours) == len(dga.METHODS) * 4
+        for k, v in ours.items():
+            assert v == pytest.approx(bench_scores[k], abs=1e-6)
+        for m in dga.METHODS:
+            assert res[m][f"{round(100 * q)}"][0] == pytest.approx(
+                sum(v for (mm, _), v in ours.items() if mm == m) / 4)
+
+
+def test_reproduce_in_parts_accumulates(real_data_dir, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    kw = {"quick": True, "limit": 4, "models": ("cifar10_resnet8",),
+          "data_dir": str(real_data_dir), "progress": False}
+    reproduce(out, only="table2", q_values="0.1", **kw)
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["table2"]["cifar10_resnet8"]["dga"]) == {"10"}
+    assert res["table1"] == {} and res["figure2"] == {} and "figure5" not in res
+    assert not (out / "table1_cifar10_resnet8").exists()
+    text = (out / "REPORT.md").read_text()
+    assert "Table 1: pixel perturbation\n\nNot run yet" in text
+    assert "Not run (`roar=False` or not in `only`)" in text
+    # a second call adds q = 50 % and Table 1, keeping q = 10 % without recomputing it
+    calls = []
+    real_table2 = dga.table2
+    monkeypatch.setattr(dga, "table2", lambda *a, **k: calls.append(a[1].q_values)
+                        or real_table2(*a, **k))
+    reproduce(out, only=("table1", "table2"), q_values=[0.5], **kw)
+    assert calls == [(0.5,)]
+    res2 = json.loads((out / "results.json").read_text())
+    assert set(res2["table2"]["cifar10_resnet8"]["dga"]) == {"10", "50"}
+    assert res2["table2"]["cifar10_resnet8"]["dga"]["10"] == \
+        res["table2"]["cifar10_resnet8"]["dga"]["10"]
+    assert res2["settings"]["q_values"] == [0.1, 0.5]
+    assert set(res2["table1"]["cifar10_resnet8"]) == {"morf", "lerf"}
+    assert "| method | q=10% | q=50% |" in (out / "REPORT.md").read_text()
+    # other settings in the same folder are refused before any work
+    with pytest.raises(ValueError, match="other settings"):
+        reproduce(out, **{**kw, "limit": 3})
+
+
+@pytest.mark.parametrize("bad", ["table3", "", ("table1", "roar")])
+def test_bad_only_fails_before_any_work(tmp_path, bad):
+    with pytest.raises(ValueError, match="only"):
+        reproduce(tmp_path / "r", only=bad, progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+def test_parse_parts():
+    assert dga.parse_parts(None) == dga.PARTS
+    assert dga.parse_parts(None, roar=False) == ("table1", "table2", "figure2")
+    assert dga.parse_parts("figure5, table2") == ("table2", "figure5")
+    assert dga.parse_parts(["figure5"], roar=False) == ()

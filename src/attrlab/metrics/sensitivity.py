@@ -49,6 +49,7 @@ checks exactly that.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -160,16 +161,41 @@ class SensitivityN(Metric):
         per-sample Pearson correlation is the score (float64 sums, drops in input dtype)."""
         t = self._check(model, inputs, targets, attributions)
         with model_guard(model):
-            sums, drops, _ = self._pairs(model, inputs.detach(), t, attributions.detach())
-        return sums, drops
+            drops, _ = self._drops(model, inputs.detach(), t)
+        return self._sums(inputs, attributions.detach()), drops
+
+    def evaluate_many(self, model: nn.Module, inputs: Tensor, targets: Any,
+                      attributions: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Scores of several maps of the same inputs (name -> (N, ...) map, e.g. one per
+        method): the output drops (``n_subsets`` forward passes per sample) depend only on
+        the model, the inputs and the subsets, so they are computed once and shared. Each
+        result equals ``evaluate(model, inputs, targets, attributions[name])``."""
+        if not attributions:
+            raise ValueError("attributions must map at least one name to a map")
+        t = None
+        for name, a in attributions.items():
+            try:
+                t = self._check(model, inputs, targets, a)
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"attributions[{name!r}]: {err}") from None
+        with model_guard(model):
+            drops, scale = self._drops(model, inputs.detach(), t)
+        return {name: self._correlation(self._sums(inputs, a.detach()), drops, scale,
+                                        inputs.dtype)
+                for name, a in attributions.items()}
 
     # -- implementation --------------------------------------------------------------------
-    def _pairs(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-               attributions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _sums(self, inputs: Tensor, attributions: Tensor) -> Tensor:
+        """(N, S) float64 attribution sums of the removed subsets."""
         layout = self.feature_layout(inputs)
         masks = self.subset_masks(layout.n_features).to(inputs.device)  # (S, F)
-        scores = layout.scores(attributions).double()  # (N, F)
-        sums = scores @ masks.double().T  # (N, S)
+        return layout.scores(attributions).double() @ masks.double().T
+
+    def _drops(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, S) output drops f_t(x) - f_t(x without S_s) and the (N,) output scale
+        max(|f_t(x)|, max_s |f_t(x without S_s)|) of the rounding tolerance."""
+        layout = self.feature_layout(inputs)
+        masks = self.subset_masks(layout.n_features).to(inputs.device)  # (S, F)
         n, s = inputs.shape[0], self.n_subsets
         transform = output_transform(self.output)
         repl = replacement(inputs, self.baseline, self.sigma, self.kernel_size)
@@ -180,16 +206,20 @@ class SensitivityN(Metric):
         full = batched_scores(model, inputs, targets, self.batch_size, transform)
         drops = full[:, None] - perturbed
         scale = torch.maximum(full.abs(), perturbed.abs().amax(1))
-        return sums, drops, scale
+        return drops, scale
 
-    def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-                  attributions: Tensor, **kwargs: Any) -> Tensor:
-        sums, drops, scale = self._pairs(model, inputs, targets, attributions)
+    @staticmethod
+    def _correlation(sums: Tensor, drops: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
         # constant up to rounding: the sums are float64 sums of the given attributions, the
         # drops differences of outputs of magnitude <= scale in the input dtype
         sum_tol = 8 * torch.finfo(torch.float64).eps * sums.abs().amax(1)
-        drop_tol = 8 * torch.finfo(inputs.dtype).eps * scale.double()
-        return pearson(sums, drops, sum_tol, drop_tol).to(inputs.dtype)
+        drop_tol = 8 * torch.finfo(dtype).eps * scale.double()
+        return pearson(sums, drops, sum_tol, drop_tol).to(dtype)
+
+    def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+                  attributions: Tensor, **kwargs: Any) -> Tensor:
+        drops, scale = self._drops(model, inputs, targets)
+        return self._correlation(self._sums(inputs, attributions), drops, scale, inputs.dtype)
 
     def __repr__(self) -> str:
         return (f"SensitivityN(fraction={self.fraction}, n_subsets={self.n_subsets}, "

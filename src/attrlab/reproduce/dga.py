@@ -13,7 +13,8 @@ shipped CIFAR-10 / MNIST checkpoints:
 * Figure 5 (section 4.3): ROAR on the ResNet8 at 10, 30, 50, 70, 90 % removal, retrained with
   the paper's optimiser (Adam, lr 3e-4) on a reduced budget (:data:`ROAR_TRAIN` training
   images, :data:`ROAR_EPOCHS` epochs, one seed; the paper: 50k images, 100 epochs, 10
-  trials), plus the random-ranking control and the no-removal baseline.
+  trials), plus the random-ranking control and the no-removal baseline. The retraining uses
+  the channels-last memory format (faster on CPUs; the same arithmetic up to rounding).
 * Figure 2 (section 3.1): FG, IG and DGA maps of a few test images and of the same images
   plus Gaussian noise; SSIM between the two maps and the MoRF/LeRF AUC of both.
 
@@ -24,9 +25,13 @@ main text gives no step counts for IG and GIG (its appendix is not in our copy),
 reference code) get DGA's budget: 30 steps, i.e. about the N + 1 = 31 gradient evaluations
 DGA spends. ``quick=True`` shrinks everything (see :func:`settings`) to check the pipeline.
 
-Every experiment is resumable: Tables 1 and 2 are :mod:`attrlab.bench` runs (one sub-folder
-per model, and per q for Table 2), ROAR appends to its ``roar.jsonl`` and Figure 2 caches its
-numbers and maps, so a second call recomputes nothing and an interrupted one continues.
+Every experiment is resumable: Table 1 is an :mod:`attrlab.bench` run per model, Table 2 a
+result store per model that shares each batch's maps over the q values and the masked
+forward passes over the methods (:func:`table2`), ROAR appends to its ``roar.jsonl`` and
+Figure 2 caches its numbers and maps, so a second call recomputes nothing and an interrupted
+one continues. ``results.json`` accumulates over calls (:func:`reproduce`): ``only`` runs some
+experiments, ``q_values`` some columns of Table 2, and the report shows everything measured
+in the folder so far.
 """
 
 from __future__ import annotations
@@ -249,19 +254,74 @@ def table1(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
                 for k in PIXEL_PERTURBATION}
 
 
+TABLE2_METRIC = {"grid": 14, "baseline": "zero", "output": "logit", "seed": 0}
+
+
+def table2_metric_name(q: float) -> str:
+    """Table 2's store key of q (``"sensitivity_n_q60"`` for 0.6)."""
+    return f"sensitivity_n_q{round(100 * q)}"
+
+
 def table2(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
            progress: bool) -> dict[str, dict[str, tuple[float, float]]]:
     """Table 2 on one model: per method and q (key ``"10"`` .. ``"90"``, percent) the (mean,
-    sem) Sensitivity-n correlation; one resumable bench run per q in ``out/qNN``."""
-    res: dict[str, dict[str, tuple[float, float]]] = {m: {} for m in METHODS}
-    for q in s.q_values:
-        pct = f"{round(100 * q)}"
-        opts = {"sensitivity_n": {"fraction": q, "grid": 14, "n_subsets": s.n_subsets,
-                                  "baseline": "zero", "output": "logit", "seed": 0}}
-        with bench(_bench_config(ckpt, s, opts, out / f"q{pct}", device, data_dir),
-                   progress) as store:
-            for m, v in method_means(store, "sensitivity_n").items():
-                res[m][pct] = v
+    sem) Sensitivity-n correlation (:class:`attrlab.metrics.sensitivity.SensitivityN` with
+    :data:`TABLE2_METRIC`, ``s.n_subsets`` masks) over the first ``s.limit`` test images.
+
+    One pass over the images, ``s.batch_size`` at a time: each batch's maps are computed once
+    for every q, and at each q the forward passes of the masked inputs are shared by the six
+    methods (:meth:`SensitivityN.evaluate_many`; the masks do not depend on the method), so
+    the cost is one set of maps plus ``n_subsets`` forward passes per image and q, not six.
+    The scores are the same as separate ``attrlab bench`` runs with one
+    ``sensitivity_n`` metric per q. Resumable: scores go to ``out/results.sqlite`` (metric
+    :func:`table2_metric_name`) batch by batch; a later call with more q values computes only
+    those."""
+    from tqdm.auto import tqdm
+
+    from ..bench.runner import resolve, versions
+    from ..bench.store import ResultStore
+    from ..metrics.sensitivity import SensitivityN
+
+    cfg = _bench_config(ckpt, s, {}, out, device, data_dir)
+    setup = resolve(cfg, with_metrics=False)
+    key = {"checkpoint": ckpt, "limit": s.limit, "methods": list(METHODS),
+           "method_options": method_options(s.n_steps), "n_subsets": s.n_subsets,
+           "batch_size": s.batch_size, **TABLE2_METRIC}
+    metrics = {q: SensitivityN(fraction=q, n_subsets=s.n_subsets, **TABLE2_METRIC)
+               for q in s.q_values}
+    path = out / "results.sqlite"
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(path) as store:
+        previous = store.info("table2_key")
+        if previous is not None and previous != json.loads(json.dumps(key)):
+            raise ValueError(f"{path} holds Table 2 scores of other settings ({previous}); "
+                             "use another output folder")
+        store.set_info("table2_key", key)
+        store.set_info("versions", versions())
+        for idx in tqdm(setup.indices.split(s.batch_size), desc=f"table2 {ckpt}",
+                        disable=not progress):
+            pending = {q: [m for m in METHODS
+                           if not store.done(m, table2_metric_name(q), idx.tolist())]
+                       for q in s.q_values}
+            needed = [m for m in METHODS if any(m in ms for ms in pending.values())]
+            if not needed:
+                continue
+            x, y = setup.dataset.tensors(idx)
+            x, y = x.to(device), y.to(device)
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed * 100003 + int(idx[0]))  # as attrlab bench
+                maps = {m: setup.methods[m].attribute(x, y).detach() for m in needed}
+            for q, ms in pending.items():
+                if ms:
+                    scores = metrics[q].evaluate_many(setup.model, x, y,
+                                                      {m: maps[m] for m in ms})
+                    for m in ms:
+                        store.add(m, table2_metric_name(q), idx.tolist(),
+                                  scores[m].tolist())
+        res: dict[str, dict[str, tuple[float, float]]] = {m: {} for m in METHODS}
+        for q in s.q_values:
+            for m, v in method_means(store, table2_metric_name(q)).items():
+                res[m][f"{round(100 * q)}"] = v
     return res
 
 
@@ -301,7 +361,7 @@ def figure5(s: Settings, out: Path, device: str, data_dir: str | None,
     rows = roar(model, train, test, factories, fractions=s.roar_fractions,
                 recipe=roar_recipe(s.roar_epochs), seeds=(0,), out_dir=out,
                 subset=(s.roar_train, s.roar_test), progress=progress, batch_size=128,
-                fit_options={"device": device})
+                fit_options={"device": device, "channels_last": True})
     acc: dict[str, dict[str, list[float]]] = {}
     for r in rows:
         acc.setdefault(r["method"], {}).setdefault(f"{round(100 * r['fraction'])}", []).append(
@@ -373,7 +433,7 @@ def _table1_section(t1: dict[str, dict[str, Any]], plots: dict[str, str]) -> str
     for ckpt, res in t1.items():
         paper_model = PAPER_MODEL.get(ckpt)
         for k, better in (("lerf", True), ("morf", False)):
-            means = {m: res[k]["auc"].get(m, (math.nan, math.nan))[0] for m in METHODS}
+            means = {m: res[k].get(m, (math.nan, math.nan))[0] for m in METHODS}
             paper = PAPER_TABLE1[k].get(paper_model or "", {})
             best = best_method(means, better)
             wins.append(f"{ckpt} {METRIC_LABELS[k]}: {LABELS[best] if best else '-'}")
@@ -482,10 +542,58 @@ def _series(curves: Mapping[str, tuple[list[float], list[float]]]) -> dict[str, 
     return {LABELS[m]: curves[m] for m in METHODS if m in curves}
 
 
+PARTS = ("table1", "table2", "figure2", "figure5")
+
+
+def parse_parts(only: Sequence[str] | str | None, roar: bool = True) -> tuple[str, ...]:
+    """The experiments to run: ``only`` (names of :data:`PARTS`, a sequence or a
+    comma-separated string; None: all), without ``figure5`` when ``roar`` is False."""
+    if only is None:
+        parts = list(PARTS)
+    else:
+        parts = [p.strip() for p in only.split(",")] if isinstance(only, str) else list(only)
+        unknown = [p for p in parts if p not in PARTS]
+        if not parts or unknown:
+            raise ValueError(f"only must name experiments among {', '.join(PARTS)}, got "
+                             f"{only!r}")
+    return tuple(p for p in PARTS if p in parts and (roar or p != "figure5"))
+
+
+def parse_q_values(q_values: Sequence[float] | str) -> tuple[float, ...]:
+    """Table 2's q as fractions in (0, 1], from a number, a sequence or a string such as
+    ``"0.1,0.5"``."""
+    if isinstance(q_values, (int, float)) and not isinstance(q_values, bool):
+        q_values = [q_values]  # --option q_values=0.5 arrives as a number
+    qs = q_values.split(",") if isinstance(q_values, str) else q_values
+    try:
+        qs = tuple(float(q) for q in qs)
+    except (TypeError, ValueError):
+        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}") from None
+    if not qs or not all(0 < q <= 1 for q in qs):
+        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}")
+    return qs
+
+
+def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
+    """The ``results.json`` of an earlier call in ``out`` ({} if none), refused when it was
+    made with other settings (Table 2's q values may differ: they accumulate)."""
+    path = out / "results.json"
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text())
+    same = {k: v for k, v in json.loads(json.dumps(asdict(s))).items() if k != "q_values"}
+    old = {k: v for k, v in record.get("settings", {}).items() if k != "q_values"}
+    if old != same or bool(record.get("quick")) != quick:
+        raise ValueError(f"{path} holds results of other settings ({old}, quick="
+                         f"{record.get('quick')}); use another output folder")
+    return record
+
+
 def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: str | None = None,
               quick: bool = False, roar: bool = True, progress: bool = True,
               models: Sequence[str] = ("cifar10_resnet8", "cifar10_nib_vgg16", "mnist_cnn"),
-              q_values: Sequence[float] | str | None = None) -> Path:
+              q_values: Sequence[float] | str | None = None,
+              only: Sequence[str] | str | None = None) -> Path:
     """Run paper 04's experiments (module docstring: Tables 1-2, Figures 2 and 5) into
     ``out`` and return the path of ``REPORT.md`` (``results.json`` and PNG plots beside it).
 
@@ -494,62 +602,92 @@ def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: st
     ``roar``: run Figure 5 (ROAR on the ResNet8, the slowest part); ``quick``: tiny settings
     (:func:`settings`) to check the pipeline; ``q_values``: Table 2's q (fractions in (0, 1],
     a sequence or a comma-separated string such as ``"0.1,0.3,0.5"``; default 10..90 %), the
-    way to shorten Table 2, its costliest part. Everything resumes where it stopped."""
+    way to shorten Table 2, its costliest part; ``only``: the experiments of :data:`PARTS`
+    to run (e.g. ``"table2,figure5"``; default all).
+
+    The report is made from ``out/results.json``, which accumulates: experiments, models and
+    q values not run in this call are kept from earlier calls in ``out`` (with the same
+    settings; other settings are refused), so a long reproduction can be split into parts
+    and over machines (copy the folder). Everything resumes where it stopped."""
     out = Path(out)
     models = [models] if isinstance(models, str) else list(models)
     if not models:
         raise ValueError("models must name at least one checkpoint")
+    parts = parse_parts(only, roar)
     s = settings(limit, quick)
     if q_values is not None:
-        qs = q_values.split(",") if isinstance(q_values, str) else q_values
-        try:
-            qs = tuple(float(q) for q in qs)
-        except (TypeError, ValueError):
-            raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}") from None
-        if not qs or not all(0 < q <= 1 for q in qs):
-            raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}")
-        s = replace(s, q_values=qs)
-    results: dict[str, Any] = {"settings": asdict(s), "methods": list(METHODS),
-                               "method_options": method_options(s.n_steps), "quick": quick,
-                               "models": models}
+        s = replace(s, q_values=parse_q_values(q_values))
+    record = load_record(out, s, quick)
+    union = list(dict.fromkeys(record.get("models", []) + models))
+    evaluated = dict(record.get("evaluated_images", {}))
+    evaluated.update({c: evaluated_images(c, s.limit, data_dir) for c in models})
     plots: dict[str, str] = {}
-    evaluated = {c: evaluated_images(c, s.limit, data_dir) for c in models}
-    results["evaluated_images"] = evaluated
 
-    t1, t1_plots = {}, {}
-    for ckpt in models:
-        res = table1(ckpt, s, out / f"table1_{ckpt}", device, data_dir, progress)
-        t1[ckpt] = res
+    t1 = dict(record.get("table1", {}))
+    t1_curves = dict(record.get("table1_curves", {}))
+    if "table1" in parts:
+        for ckpt in models:
+            res = table1(ckpt, s, out / f"table1_{ckpt}", device, data_dir, progress)
+            t1[ckpt] = {k: res[k]["auc"] for k in PIXEL_PERTURBATION}
+            t1_curves[ckpt] = {k: res[k]["curve"] for k in PIXEL_PERTURBATION}
+    t1_plots = {}
+    for ckpt in t1_curves:
         for k in PIXEL_PERTURBATION:
-            png = plot_lines(_series(res[k]["curve"]), out / f"table1_{ckpt}_{k}.png",
+            png = plot_lines(_series(t1_curves[ckpt][k]), out / f"table1_{ckpt}_{k}.png",
                              f"{METRIC_LABELS[k]}, {ckpt}", "fraction of pixels removed",
                              "softmax probability of the label")
             t1_plots[f"{METRIC_LABELS[k]} {ckpt}"] = png.name
-    results["table1"] = {c: {k: r[k]["auc"] for k in PIXEL_PERTURBATION} for c, r in t1.items()}
-    results["table1_curves"] = {c: {k: r[k]["curve"] for k in PIXEL_PERTURBATION}
-                                for c, r in t1.items()}
     plots.update(t1_plots)
 
-    t2, t2_plots = {}, {}
-    for ckpt in (m for m in models if m in TABLE2_MODELS):
-        t2[ckpt] = table2(ckpt, s, out / f"table2_{ckpt}", device, data_dir, progress)
-        series = {LABELS[m]: ([100 * q for q in s.q_values],
-                              [t2[ckpt][m][f"{round(100 * q)}"][0] for q in s.q_values])
-                  for m in METHODS}
+    t2 = {c: {m: dict(v) for m, v in r.items()} for c, r in record.get("table2", {}).items()}
+    if "table2" in parts:
+        for ckpt in (m for m in models if m in TABLE2_MODELS):
+            for m, per_q in table2(ckpt, s, out / f"table2_{ckpt}", device, data_dir,
+                                   progress).items():
+                t2.setdefault(ckpt, {}).setdefault(m, {}).update(per_q)
+    measured = {k for r in t2.values() for per_q in r.values() for k in per_q}
+    q_all = tuple(sorted({round(100 * q) for q in s.q_values} | {int(k) for k in measured}))
+    s_report = replace(s, q_values=tuple(q / 100 for q in q_all))
+    t2_plots = {}
+    for ckpt, res in t2.items():
+        series = {}
+        for m in METHODS:
+            qs = [q for q in q_all if f"{q}" in res.get(m, {})]
+            series[LABELS[m]] = (qs, [res[m][f"{q}"][0] for q in qs])
         t2_plots[ckpt] = plot_lines(series, out / f"table2_{ckpt}.png",
                                     f"Sensitivity-n, {ckpt}", "q (% of patches removed)",
                                     "Pearson r").name
-    results["table2"] = t2
     plots.update({f"table2 {k}": v for k, v in t2_plots.items()})
 
-    f2, f2_plots = {}, {}
-    for ckpt in models:
-        res, png = figure2(ckpt, s, out / f"figure2_{ckpt}", device, data_dir)
-        f2[ckpt] = {k: v for k, v in res.items() if k != "key"}
-        f2_plots[ckpt] = str(png.relative_to(out))
-    results["figure2"] = f2
+    f2 = dict(record.get("figure2", {}))
+    f2_plots = {c: record["plots"][f"figure2 {c}"] for c in f2
+                if f"figure2 {c}" in record.get("plots", {})}
+    if "figure2" in parts:
+        for ckpt in models:
+            res, png = figure2(ckpt, s, out / f"figure2_{ckpt}", device, data_dir)
+            f2[ckpt] = {k: v for k, v in res.items() if k != "key"}
+            f2_plots[ckpt] = str(png.relative_to(out))
     plots.update({f"figure2 {k}": v for k, v in f2_plots.items()})
 
+    f5 = record.get("figure5")
+    if "figure5" in parts:
+        f5 = figure5(s, out / f"figure5_roar_{ROAR_MODEL}", device, data_dir, progress)
+    if f5:
+        cols = [round(100 * f) for f in s.roar_fractions]
+        series = {LABELS.get(m, m): (cols, [acc[f"{c}"] for c in cols])
+                  for m, acc in f5.items() if m != "baseline"}
+        plots["figure5"] = plot_lines(series, out / "figure5_roar.png", f"ROAR, {ROAR_MODEL}",
+                                      "% of pixels removed", "test accuracy (%)").name
+
+    results: dict[str, Any] = {"settings": asdict(s_report), "methods": list(METHODS),
+                               "method_options": method_options(s.n_steps), "quick": quick,
+                               "models": union, "evaluated_images": evaluated,
+                               "table1": t1, "table1_curves": t1_curves, "table2": t2,
+                               "figure2": f2}
+    if f5:
+        results["figure5"] = f5
+    results["plots"] = plots
+    shown = [c for c in union if c in t1 or c in t2 or c in f2]
     sections = [
         f"First {s.limit} test images per model{' (quick mode)' if quick else ''}; maps "
         f"explain the true label. Methods: G*I, GBP, IG (zero baseline, {s.n_steps} "
@@ -559,28 +697,19 @@ def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: st
         "gradient evaluations. Our models are small CIFAR-10 / MNIST networks, not the "
         "paper's ImageNet models:\n\n"
         + "\n".join(f"* {c}: {MODEL_NOTES.get(c, 'no counterpart in the paper.')} "
-                    f"The tables use its first {s.limit} test images: {evaluated[c]}."
-                    for c in models)
+                    f"The tables use its first {s.limit} test images: {evaluated.get(c, '?')}."
+                    for c in shown)
         + ("\n\n**Caveat**: with so few test images not every class is represented; the "
            "paper averages over the whole ImageNet validation set."
-           if any(v.startswith("only") for v in evaluated.values()) else ""),
-        _table1_section(t1, t1_plots),
-        _table2_section(t2, s, t2_plots),
+           if any(evaluated.get(c, "").startswith("only") for c in shown) else ""),
+        _table1_section(t1, t1_plots) if t1 else
+        "### Table 1: pixel perturbation\n\nNot run yet.",
+        _table2_section(t2, s_report, t2_plots),
+        _figure5_section(f5, s, plots["figure5"]) if f5 else
+        "### Figure 5: ROAR\n\nNot run (`roar=False` or not in `only`).",
+        _figure2_section(f2, s, f2_plots) if f2 else
+        "### Figure 2: maps under Gaussian input noise\n\nNot run yet.",
     ]
-    if roar:
-        f5 = figure5(s, out / f"figure5_roar_{ROAR_MODEL}", device, data_dir, progress)
-        results["figure5"] = f5
-        cols = [round(100 * f) for f in s.roar_fractions]
-        series = {LABELS.get(m, m): (cols, [acc[f"{c}"] for c in cols])
-                  for m, acc in f5.items() if m != "baseline"}
-        png = plot_lines(series, out / "figure5_roar.png", f"ROAR, {ROAR_MODEL}",
-                         "% of pixels removed", "test accuracy (%)")
-        plots["figure5"] = png.name
-        sections.append(_figure5_section(f5, s, png.name))
-    else:
-        sections.append("### Figure 5: ROAR\n\nNot run (roar=False).")
-    sections.append(_figure2_section(f2, s, f2_plots))
-    results["plots"] = plots
     return write_report(out, "Paper 04 reproduced: Distilled Gradient Aggregation (DGA)",
                         sections, results)
 
@@ -600,6 +729,9 @@ __all__ = [
     "label_summary",
     "method_options",
     "noise_consistency",
+    "parse_parts",
+    "parse_q_values",
+    "load_record",
     "reproduce",
     "roar_recipe",
     "settings",
