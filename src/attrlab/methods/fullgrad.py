@@ -11,7 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .base import Attribution, register
 from .cam import upsample_to
 from .checks import check_target_range
-from .hooks import capture_outputs
+from .hooks import capture_output_grads
 
 _AFFINE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, _BatchNorm)
 
@@ -59,20 +59,20 @@ def fullgrad_terms(attr: Attribution, inputs: Tensor, target: Tensor) -> FullGra
     layers = {name: m for name, m in attr.model.named_modules()
               if isinstance(m, _AFFINE) and layer_bias(m) is not None}
     x = inputs.detach().requires_grad_(True)
-    with torch.enable_grad(), capture_outputs(layers) as rec:
+    with torch.enable_grad(), capture_output_grads(layers) as rec:
         out = attr.forward(x)
         check_target_range(target, out.shape[1])
         sel = out.gather(1, target.view(-1, 1)).squeeze(1)
-        outs = [(name, z) for name, zs in rec.items() for z in zs]
-        grads = torch.autograd.grad(sel.sum(), [x] + [z for _, z in outs], allow_unused=True)
+        (grad_x,) = torch.autograd.grad(sel.sum(), x)
     bias_terms = []
-    for (name, z), g in zip(outs, grads[1:]):
-        if g is None:
-            continue
-        b = layer_bias(layers[name]).detach()
-        shape = (1, -1) + (1,) * (z.dim() - 2) if z.dim() > 2 else (1, -1)
-        bias_terms.append(g * b.view(shape))
-    return FullGradTerms(grads[0] * inputs, bias_terms, sel.detach())
+    for name, gs in rec.items():
+        for g in gs:
+            if g is None:
+                continue
+            b = layer_bias(layers[name]).detach()
+            shape = (1, -1) + (1,) * (g.dim() - 2) if g.dim() > 2 else (1, -1)
+            bias_terms.append(g * b.view(shape))
+    return FullGradTerms(grad_x * inputs, bias_terms, sel.detach())
 
 
 def psi(v: Tensor) -> Tensor:

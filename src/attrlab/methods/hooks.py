@@ -7,6 +7,8 @@
 * :func:`capture_outputs` records (a clone-protected version of) module outputs so that
   gradients with respect to them can be taken even when an in-place op (``ReLU(inplace=True)``)
   follows the module.
+* :func:`capture_output_grads` records the gradients with respect to module outputs through
+  tensor hooks, without copying anything (FullGrad's bias-gradients).
 * :class:`NonlinearityRules` replaces the backward pass of ReLU-like functions and max-pooling
   while it is active. It works at the level of ``torch.nn.functional`` calls through a
   :class:`torch.overrides.TorchFunctionMode`, not through module hooks, so it sees every call:
@@ -89,6 +91,41 @@ def capture_outputs(modules: dict[str, nn.Module]) -> Iterator[dict[str, list[Te
                 raise TypeError(f"layer {name!r} returns {type(out).__name__}, not a Tensor")
             record[name].append(out)
             return out.clone()
+
+        return hook
+
+    with HookSet() as hooks:
+        for name, module in modules.items():
+            hooks.forward(module, make(name))
+        yield record
+
+
+@contextlib.contextmanager
+def capture_output_grads(modules: dict[str, nn.Module]) -> Iterator[dict[str, list]]:
+    """Record the gradient with respect to every output of the given modules, in call order.
+
+    During the body each call's output gets a tensor hook; after a backward pass through it
+    (``torch.autograd.grad`` or ``.backward()``) ``record[name][i]`` is the gradient of the
+    i-th call's output, or None for an output the backward pass did not reach (or one that
+    does not require grad). Unlike :func:`capture_outputs` nothing is copied: the network
+    runs unchanged, and a following in-place op (``ReLU(inplace=True)``) does not matter,
+    since a tensor hook registered before an in-place op receives the gradient with respect
+    to the value before it. The module hooks are removed on exit; the tensor hooks live and
+    die with the autograd graph.
+    """
+    record: dict[str, list] = {name: [] for name in modules}
+
+    def make(name: str) -> Callable:
+        def hook(_module: nn.Module, _inp: tuple, out: Tensor) -> None:
+            if not isinstance(out, Tensor):
+                raise TypeError(f"layer {name!r} returns {type(out).__name__}, not a Tensor")
+            slot = record[name]
+            i = len(slot)
+            slot.append(None)
+            if out.requires_grad:
+                def store(grad: Tensor) -> None:
+                    slot[i] = grad
+                out.register_hook(store)
 
         return hook
 
