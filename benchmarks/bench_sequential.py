@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sequential.py [--model resnet8|nib_vgg16|resnet18] [--batch 16]
         [--steps 30] [--mia-images 1000] [--mia-iterations 10] [--repeats 3] [--threads N]
+        [--clock wall|cpu]
 
 * DGA with N steps needs N + 1 forward+backward passes of the batch, one after the other
   (each step's input depends on the previous attribution). Its floor is N + 1 sequential
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_methods import build_model, make_floor, time_interleaved  # noqa: E402
+from bench_methods import CLOCKS, build_model, make_floor, time_interleaved  # noqa: E402
 
 from attrlab import methods, metrics  # noqa: E402
 
@@ -46,6 +47,9 @@ def main(argv=None) -> int:
     p.add_argument("--mia-iterations", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int)
+    p.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                   help="wall clock, or CPU time of this process (steadier on a shared "
+                        "machine; use with --threads 1)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.threads:
@@ -64,9 +68,10 @@ def main(argv=None) -> int:
         "dga": lambda: dga.attribute(x, t),
         "floor": sequential_floor(model, x, t, n + 1),
         "ig": lambda: ig.attribute(x, t),
-    }, args.repeats, torch.device("cpu"))
+    }, args.repeats, torch.device("cpu"), CLOCKS[args.clock])
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"model {desc}, batch {args.batch}, {torch.get_num_threads()} threads")
+    print(f"model {desc}, batch {args.batch}, {torch.get_num_threads()} threads, clock "
+          f"{args.clock}")
     print(f"DGA (N={n})            {med['dga']:.3f} s")
     print(f"floor ({n + 1} seq. passes) {med['floor']:.3f} s   DGA/floor = "
           f"{med['dga'] / med['floor']:.2f} (target <= 1.2)")
@@ -80,7 +85,7 @@ def main(argv=None) -> int:
     times, _ = time_interleaved({
         "mia": lambda: mia.curve(model, xm, tm, torch.zeros_like(xm), gxsi),
         "floor": sequential_floor(model, xm, tm, iters),
-    }, 1, torch.device("cpu"))
+    }, 1, torch.device("cpu"), CLOCKS[args.clock])
     a, f = statistics.median(times["mia"]), statistics.median(times["floor"])
     print(f"MIA table, GxSI, {iters} iterations x {m} images: {a:.2f} s "
           f"(floor of {iters} gradient passes {f:.2f} s, ratio {a / f:.2f}; "
