@@ -11,7 +11,8 @@ from attrlab import methods
 
 CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}}
 CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"},
-        "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2}}
+        "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
+        "guided_ig": {"n_steps": 4}}
 
 
 @pytest.fixture(scope="module")

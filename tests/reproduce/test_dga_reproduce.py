@@ -125,10 +125,15 @@ def test_reproduce_dga_quick(real_data_dir, tmp_path):
         assert (out / png).is_file()
     for sub in ("table1_cifar10_resnet8", "table2_cifar10_resnet8"):
         assert (out / sub / "results.sqlite").is_file()
-    # resumed: nothing recomputed, same numbers
+    assert [c["parts"] for c in res["calls"]] == [list(dga.PARTS)]
+    assert res["calls"][0]["device"] == "cpu" and "Made by these calls" in text
+    # resumed: nothing recomputed, same numbers; the call is recorded
     t0 = time.perf_counter()
     reproduce(out, **kwargs)
-    assert json.loads((out / "results.json").read_text()) == res
+    again = json.loads((out / "results.json").read_text())
+    assert len(again.pop("calls")) == 2
+    res.pop("calls")
+    assert again == res
     assert time.perf_counter() - t0 < first / 3
 
 
@@ -191,6 +196,9 @@ def test_reproduce_in_parts_accumulates(real_data_dir, tmp_path, monkeypatch):
     assert res2["settings"]["q_values"] == [0.1, 0.5]
     assert set(res2["table1"]["cifar10_resnet8"]) == {"morf", "lerf"}
     assert "| method | q=10% | q=50% |" in (out / "REPORT.md").read_text()
+    assert [(c["parts"], c["q_values"]) for c in res2["calls"]] == [
+        (["table2"], [0.1]), (["table1", "table2"], [0.5])]
+    assert "table1, table2 (q = 50 %) on cpu" in (out / "REPORT.md").read_text()
     # other settings in the same folder are refused before any work
     with pytest.raises(ValueError, match="other settings"):
         reproduce(out, **{**kw, "limit": 3})

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -479,18 +480,31 @@ def _table2_section(t2: dict[str, dict[str, dict[str, tuple[float, float]]]],
 
 def _figure5_section(f5: dict[str, dict[str, float]], s: Settings, png: str) -> str:
     cols = [f"{round(100 * f)}" for f in s.roar_fractions]
-    rows = [[LABELS.get(m, m)] + [fmt(acc.get(c)) for c in cols]
-            for m, acc in f5.items() if m != "baseline"]
+    methods = [m for m in f5 if m != "baseline"]
+    best = {c: best_method({m: f5[m].get(c, math.nan) for m in methods if m != "random"},
+                           higher_is_better=False) for c in cols}
+    rows = [[LABELS.get(m, m)] + [cell(f5[m].get(c), digits=1, bold=best[c] == m)
+                                  for c in cols] for m in methods]
     base = f5.get("baseline", {}).get("0")
+    noise = ""
+    if base is not None and s.roar_test > 0:
+        p = base / 100
+        se = 100 * math.sqrt(p * (1 - p) / s.roar_test)
+        noise = (f" Noise: with {s.roar_test} test images the test sampling alone gives an "
+                 f"accuracy near the baseline a binomial standard error of about {se:.1f} "
+                 f"points, so differences below about {2 * se:.0f} points are within noise; "
+                 "the spread over training seeds (one seed here) comes on top.")
+    wins = "; ".join(f"{c} %: {LABELS.get(best[c], '-')}" for c in cols)
     return ("### Figure 5: ROAR on the ResNet8 (section 4.3)\n\n"
             f"Test accuracy (%) of a ResNet8 retrained from scratch on CIFAR-10 images whose "
             f"top-k % pixels (channel-summed attribution of the shipped ResNet8, true label) "
-            f"are replaced by the image's channel mean, tested on the same removal. Reduced "
+            f"are replaced by the image's channel mean, tested on the same removal; lower is "
+            f"better, the lowest per column (random excluded) in bold: {wins}. Reduced "
             f"budget: first {s.roar_train} training and {s.roar_test} test images "
             f"(the loader deals the classes out in turn), {s.roar_epochs} epoch(s), Adam lr "
             f"3e-4, batch 128, one seed; no removal: {fmt(base)} %. Our retrained model is "
             f"the ResNet8, not the paper's 6-conv + "
-            f"3-linear CNN. " + PAPER_FIGURE5_TEXT + "\n\n"
+            f"3-linear CNN.{noise} " + PAPER_FIGURE5_TEXT + "\n\n"
             + markdown_table(["method"] + [f"{c}%" for c in cols], rows)
             + f"\n\n![Figure 5]({png})")
 
@@ -589,6 +603,20 @@ def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
     return record
 
 
+def _calls_text(calls: Sequence[Mapping[str, Any]]) -> str:
+    """The report's line on which calls made the numbers (``results.json``'s ``calls``)."""
+    if not calls:
+        return "Made by calls that recorded no details."
+    items = []
+    for c in calls:
+        what = ", ".join(p if p != "table2" or not c.get("q_values") else
+                         "table2 (q = " + "/".join(f"{round(100 * q)}" for q in c["q_values"])
+                         + " %)" for p in c["parts"])
+        items.append(f"{what} on {c['device']} ({c['finished']}, torch {c['torch']})")
+    return "Made by these calls, in order (a later one replaces what it recomputes): " + \
+        "; ".join(items) + "."
+
+
 def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: str | None = None,
               quick: bool = False, roar: bool = True, progress: bool = True,
               models: Sequence[str] = ("cifar10_resnet8", "cifar10_nib_vgg16", "mnist_cnn"),
@@ -679,11 +707,17 @@ def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: st
         plots["figure5"] = plot_lines(series, out / "figure5_roar.png", f"ROAR, {ROAR_MODEL}",
                                       "% of pixels removed", "test accuracy (%)").name
 
+    calls = list(record.get("calls", []))
+    if parts:
+        calls.append({"parts": list(parts), "models": models, "device": device,
+                      "q_values": list(s.q_values) if "table2" in parts else None,
+                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "torch": str(torch.__version__)})
     results: dict[str, Any] = {"settings": asdict(s_report), "methods": list(METHODS),
                                "method_options": method_options(s.n_steps), "quick": quick,
                                "models": union, "evaluated_images": evaluated,
                                "table1": t1, "table1_curves": t1_curves, "table2": t2,
-                               "figure2": f2}
+                               "figure2": f2, "calls": calls}
     if f5:
         results["figure5"] = f5
     results["plots"] = plots
@@ -701,7 +735,8 @@ def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: st
                     for c in shown)
         + ("\n\n**Caveat**: with so few test images not every class is represented; the "
            "paper averages over the whole ImageNet validation set."
-           if any(evaluated.get(c, "").startswith("only") for c in shown) else ""),
+           if any(evaluated.get(c, "").startswith("only") for c in shown) else "")
+        + "\n\n" + _calls_text(calls),
         _table1_section(t1, t1_plots) if t1 else
         "### Table 1: pixel perturbation\n\nNot run yet.",
         _table2_section(t2, s_report, t2_plots),
