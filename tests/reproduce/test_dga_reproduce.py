@@ -199,6 +199,14 @@ def test_reproduce_in_parts_accumulates(real_data_dir, tmp_path, monkeypatch):
     assert [(c["parts"], c["q_values"]) for c in res2["calls"]] == [
         (["table2"], [0.1]), (["table1", "table2"], [0.5])]
     assert "table1, table2 (q = 50 %) on cpu" in (out / "REPORT.md").read_text()
+    # a record older than the calls list gets one entry for what it holds
+    old = json.loads((out / "results.json").read_text())
+    del old["calls"]
+    (out / "results.json").write_text(json.dumps(old))
+    reproduce(out, only="figure2", **kw)
+    calls = json.loads((out / "results.json").read_text())["calls"]
+    assert [(c["parts"], c["device"]) for c in calls] == [
+        (["table1", "table2"], "a device not recorded"), (["figure2"], "cpu")]
     # other settings in the same folder are refused before any work
     with pytest.raises(ValueError, match="other settings"):
         reproduce(out, **{**kw, "limit": 3})

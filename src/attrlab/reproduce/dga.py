@@ -590,7 +590,8 @@ def parse_q_values(q_values: Sequence[float] | str) -> tuple[float, ...]:
 
 def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
     """The ``results.json`` of an earlier call in ``out`` ({} if none), refused when it was
-    made with other settings (Table 2's q values may differ: they accumulate)."""
+    made with other settings (Table 2's q values may differ: they accumulate). A record
+    older than the ``calls`` list gets one entry for all it holds, its device unrecorded."""
     path = out / "results.json"
     if not path.exists():
         return {}
@@ -600,6 +601,13 @@ def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
     if old != same or bool(record.get("quick")) != quick:
         raise ValueError(f"{path} holds results of other settings ({old}, quick="
                          f"{record.get('quick')}); use another output folder")
+    if "calls" not in record:  # made before calls were recorded: one entry says so
+        present = [p for p in PARTS if record.get(p)]
+        record["calls"] = [{"parts": present, "models": record.get("models", []),
+                            "device": "a device not recorded",
+                            "q_values": (record.get("settings", {}).get("q_values")
+                                         if "table2" in present else None),
+                            "finished": "time not recorded", "torch": "not recorded"}]
     return record
 
 
