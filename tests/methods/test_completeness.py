@@ -90,6 +90,10 @@ def test_fullgrad_and_ufg_completeness_on_resnet18(biased_resnet):
     assert (bias_share > 1e-3 * logit.abs()).all()  # the bias terms matter here
     ufg = methods.get("ufg", biased_resnet).attribute(x, t)
     torch.testing.assert_close(ufg.flatten(1).sum(1), logit, rtol=1e-9, atol=1e-9)
+    # eq. 4 term by term: UFG's per-channel reduction equals spreading FullGrad's maps
+    bias_total = sum(b.flatten(1).sum(1) for b in terms.bias_terms)
+    spread = (bias_total / x[0].numel()).view(-1, 1, 1, 1)
+    torch.testing.assert_close(ufg, terms.input_term + spread, rtol=1e-9, atol=1e-12)
 
 
 def test_deeplift_summation_to_delta_on_resnet18(biased_resnet):

@@ -110,3 +110,16 @@ def test_rank_at_most_matches_rank_fraction(dtype):
         fractions = [n / 30 for n in range(31)] + [0.9, 0.25, 1 / 192, 0.5 + 1e-9]
         for frac in fractions:
             assert torch.equal(rank_at_most(values, frac), rank_fraction(values) <= frac), frac
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_mask_equals_eq11_sum_of_the_two_masks(dtype):
+    """DGA's fused mask is, bit for bit, (n/N) M^WC + (1 - n/N) M^EPC (eq. 11), ties too."""
+    dga = methods.get("dga", nn.Sequential(nn.Flatten(), nn.Linear(192, 3)), n_steps=30)
+    phi = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(5), dtype=dtype)
+    phi[0, 0, :2] = 0.0
+    phi[1] = phi[1].round()
+    for n in range(30):
+        w = n / 30
+        ref = w * weak_contributor_mask(phi, n, 30) + (1 - w) * extreme_positive_mask(phi, 0.9)
+        assert torch.equal(dga._mask(phi, n), ref), n

@@ -54,25 +54,33 @@ class FullGradTerms:
     logit: Tensor
 
 
-def fullgrad_terms(attr: Attribution, inputs: Tensor, target: Tensor) -> FullGradTerms:
-    """Input-gradient and bias-gradient terms in one forward and one backward pass."""
-    layers = {name: m for name, m in attr.model.named_modules()
-              if isinstance(m, _AFFINE) and layer_bias(m) is not None}
+def _bias_gradients(attr: Attribution, inputs: Tensor, target: Tensor
+                    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]], Tensor]:
+    """One forward and one backward pass: grad_x f_t, the (grad_{z_l} f_t, b_l) pairs of
+    every call of every affine layer with a bias (call order within a layer), and f_t(x)."""
+    layers = {}
+    for name, m in attr.model.named_modules():
+        b = layer_bias(m) if isinstance(m, _AFFINE) else None
+        if b is not None:
+            layers[name] = (m, b.detach())
     x = inputs.detach().requires_grad_(True)
-    with torch.enable_grad(), capture_output_grads(layers) as rec:
+    with torch.enable_grad(), capture_output_grads({k: m for k, (m, _) in layers.items()}) as rec:
         out = attr.forward(x)
         check_target_range(target, out.shape[1])
         sel = out.gather(1, target.view(-1, 1)).squeeze(1)
         (grad_x,) = torch.autograd.grad(sel.sum(), x)
+    pairs = [(g, layers[name][1]) for name, gs in rec.items() for g in gs if g is not None]
+    return grad_x, pairs, sel.detach()
+
+
+def fullgrad_terms(attr: Attribution, inputs: Tensor, target: Tensor) -> FullGradTerms:
+    """Input-gradient and bias-gradient terms in one forward and one backward pass."""
+    grad_x, pairs, logit = _bias_gradients(attr, inputs, target)
     bias_terms = []
-    for name, gs in rec.items():
-        for g in gs:
-            if g is None:
-                continue
-            b = layer_bias(layers[name]).detach()
-            shape = (1, -1) + (1,) * (g.dim() - 2) if g.dim() > 2 else (1, -1)
-            bias_terms.append(g * b.view(shape))
-    return FullGradTerms(grad_x * inputs, bias_terms, sel.detach())
+    for g, b in pairs:
+        shape = (1, -1) + (1,) * (g.dim() - 2) if g.dim() > 2 else (1, -1)
+        bias_terms.append(g * b.view(shape))
+    return FullGradTerms(grad_x * inputs, bias_terms, logit)
 
 
 def psi(v: Tensor) -> Tensor:
@@ -123,8 +131,10 @@ class UniformFullGrad(Attribution):
     name = "ufg"
 
     def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        terms = fullgrad_terms(self, inputs, target)
-        total = sum((b.flatten(1).sum(1) for b in terms.bias_terms),
-                    torch.zeros(inputs.shape[0], dtype=inputs.dtype, device=inputs.device))
+        grad_x, pairs, _ = _bias_gradients(self, inputs, target)
+        # 1^T (g_l * b_l) per sample = sum_c b_c sum_positions g_l[c]: no full-size product
+        total = torch.zeros(inputs.shape[0], dtype=inputs.dtype, device=inputs.device)
+        for g, b in pairs:
+            total = total + (g.flatten(2).sum(2) if g.dim() > 2 else g) @ b
         per_entry = (total / inputs[0].numel()).view((-1,) + (1,) * (inputs.dim() - 1))
-        return terms.input_term + per_entry
+        return grad_x * inputs + per_entry
