@@ -161,8 +161,9 @@ class SensitivityN(Metric):
         per-sample Pearson correlation is the score (float64 sums, drops in input dtype)."""
         t = self._check(model, inputs, targets, attributions)
         with model_guard(model):
-            drops, _ = self._drops(model, inputs.detach(), t)
-        return self._sums(inputs, attributions.detach()), drops
+            layout, masks = self._subsets(inputs)
+            drops, _ = self._drops(model, inputs.detach(), t, layout, masks)
+        return self._sums(layout, masks, attributions.detach()), drops
 
     def evaluate_many(self, model: nn.Module, inputs: Tensor, targets: Any,
                       attributions: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -179,23 +180,27 @@ class SensitivityN(Metric):
             except (TypeError, ValueError) as err:
                 raise type(err)(f"attributions[{name!r}]: {err}") from None
         with model_guard(model):
-            drops, scale = self._drops(model, inputs.detach(), t)
-        return {name: self._correlation(self._sums(inputs, a.detach()), drops, scale,
+            layout, masks = self._subsets(inputs)
+            drops, scale = self._drops(model, inputs.detach(), t, layout, masks)
+        return {name: self._correlation(self._sums(layout, masks, a.detach()), drops, scale,
                                         inputs.dtype)
                 for name, a in attributions.items()}
 
     # -- implementation --------------------------------------------------------------------
-    def _sums(self, inputs: Tensor, attributions: Tensor) -> Tensor:
-        """(N, S) float64 attribution sums of the removed subsets."""
+    def _subsets(self, inputs: Tensor) -> tuple[FeatureLayout, Tensor]:
+        """The feature layout of ``inputs`` and the (S, F) subset masks on their device."""
         layout = self.feature_layout(inputs)
-        masks = self.subset_masks(layout.n_features).to(inputs.device)  # (S, F)
+        return layout, self.subset_masks(layout.n_features).to(inputs.device)
+
+    @staticmethod
+    def _sums(layout: FeatureLayout, masks: Tensor, attributions: Tensor) -> Tensor:
+        """(N, S) float64 attribution sums of the removed subsets."""
         return layout.scores(attributions).double() @ masks.double().T
 
-    def _drops(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    def _drops(self, model: nn.Module, inputs: Tensor, targets: Tensor, layout: FeatureLayout,
+               masks: Tensor) -> tuple[Tensor, Tensor]:
         """(N, S) output drops f_t(x) - f_t(x without S_s) and the (N,) output scale
         max(|f_t(x)|, max_s |f_t(x without S_s)|) of the rounding tolerance."""
-        layout = self.feature_layout(inputs)
-        masks = self.subset_masks(layout.n_features).to(inputs.device)  # (S, F)
         n, s = inputs.shape[0], self.n_subsets
         transform = output_transform(self.output)
         repl = replacement(inputs, self.baseline, self.sigma, self.kernel_size)
@@ -218,8 +223,10 @@ class SensitivityN(Metric):
 
     def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor,
                   attributions: Tensor, **kwargs: Any) -> Tensor:
-        drops, scale = self._drops(model, inputs, targets)
-        return self._correlation(self._sums(inputs, attributions), drops, scale, inputs.dtype)
+        layout, masks = self._subsets(inputs)
+        drops, scale = self._drops(model, inputs, targets, layout, masks)
+        return self._correlation(self._sums(layout, masks, attributions), drops, scale,
+                                 inputs.dtype)
 
     def __repr__(self) -> str:
         return (f"SensitivityN(fraction={self.fraction}, n_subsets={self.n_subsets}, "

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,11 @@ def method_options(n_steps: int) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------------------------------
 
 
+def pct(fraction: float) -> str:
+    """The key of a fraction in the results: its rounded percentage (``"60"`` for 0.6)."""
+    return f"{round(100 * fraction)}"
+
+
 def cell(ours: float | None, paper: float | None = None, digits: int = 3,
          bold: bool = False) -> str:
     """A table cell: our value (bold if ``bold``), the paper's in brackets when given."""
@@ -260,7 +265,7 @@ TABLE2_METRIC = {"grid": 14, "baseline": "zero", "output": "logit", "seed": 0}
 
 def table2_metric_name(q: float) -> str:
     """Table 2's store key of q (``"sensitivity_n_q60"`` for 0.6)."""
-    return f"sensitivity_n_q{round(100 * q)}"
+    return f"sensitivity_n_q{pct(q)}"
 
 
 def table2(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
@@ -322,7 +327,7 @@ def table2(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
         res: dict[str, dict[str, tuple[float, float]]] = {m: {} for m in METHODS}
         for q in s.q_values:
             for m, v in method_means(store, table2_metric_name(q)).items():
-                res[m][f"{round(100 * q)}"] = v
+                res[m][pct(q)] = v
     return res
 
 
@@ -365,7 +370,7 @@ def figure5(s: Settings, out: Path, device: str, data_dir: str | None,
                 fit_options={"device": device, "channels_last": True})
     acc: dict[str, dict[str, list[float]]] = {}
     for r in rows:
-        acc.setdefault(r["method"], {}).setdefault(f"{round(100 * r['fraction'])}", []).append(
+        acc.setdefault(r["method"], {}).setdefault(pct(r["fraction"]), []).append(
             100.0 * r["accuracy"])
     return {m: {f: sum(v) / len(v) for f, v in d.items()} for m, d in acc.items()}
 
@@ -453,7 +458,7 @@ def _table1_section(t1: dict[str, dict[str, Any]], plots: dict[str, str]) -> str
 
 def _table2_section(t2: dict[str, dict[str, dict[str, tuple[float, float]]]],
                     s: Settings, plots: dict[str, str]) -> str:
-    cols = [f"{round(100 * q)}" for q in s.q_values]
+    cols = [pct(q) for q in s.q_values]
     parts = [("### Table 2: Sensitivity-n, 14x14 patch masks (section 4.2)\n\n"
              f"Mean Pearson correlation over the test images of the attribution sum of the "
              f"removed patches and the drop of the target logit, {s.n_subsets} random masks "
@@ -468,7 +473,7 @@ def _table2_section(t2: dict[str, dict[str, dict[str, tuple[float, float]]]],
                 for c in cols}
         rows = []
         for m in METHODS:
-            paper = dict(zip((f"{round(100 * q)}" for q in Q_VALUES), PAPER_TABLE2[m]))
+            paper = dict(zip(map(pct, Q_VALUES), PAPER_TABLE2[m]))
             rows.append([LABELS[m]] + [cell(res[m].get(c, (math.nan,))[0], paper.get(c),
                                             bold=best[c] == m) for c in cols])
         parts.append(f"{ckpt}:\n\n" + markdown_table(["method"] + [f"q={c}%" for c in cols],
@@ -479,7 +484,7 @@ def _table2_section(t2: dict[str, dict[str, dict[str, tuple[float, float]]]],
 
 
 def _figure5_section(f5: dict[str, dict[str, float]], s: Settings, png: str) -> str:
-    cols = [f"{round(100 * f)}" for f in s.roar_fractions]
+    cols = [pct(f) for f in s.roar_fractions]
     methods = [m for m in f5 if m != "baseline"]
     best = {c: best_method({m: f5[m].get(c, math.nan) for m in methods if m != "random"},
                            higher_is_better=False) for c in cols}
@@ -618,7 +623,7 @@ def _calls_text(calls: Sequence[Mapping[str, Any]]) -> str:
     items = []
     for c in calls:
         what = ", ".join(p if p != "table2" or not c.get("q_values") else
-                         "table2 (q = " + "/".join(f"{round(100 * q)}" for q in c["q_values"])
+                         "table2 (q = " + "/".join(map(pct, c["q_values"]))
                          + " %)" for p in c["parts"])
         items.append(f"{what} on {c['device']} ({c['finished']}, torch {c['torch']})")
     return "Made by these calls, in order (a later one replaces what it recomputes): " + \
@@ -656,7 +661,8 @@ def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: st
     record = load_record(out, s, quick)
     union = list(dict.fromkeys(record.get("models", []) + models))
     evaluated = dict(record.get("evaluated_images", {}))
-    evaluated.update({c: evaluated_images(c, s.limit, data_dir) for c in models})
+    evaluated.update({c: evaluated_images(c, s.limit, data_dir) for c in models
+                      if c not in evaluated})  # the record has the same limit
     plots: dict[str, str] = {}
 
     t1 = dict(record.get("table1", {}))
