@@ -41,8 +41,16 @@ except ImportError:  # pragma: no cover
     import attrlab  # noqa: F401
 
 import captum
-from captum.attr import (DeepLift, DeepLiftShap, GuidedBackprop, InputXGradient,
-                         IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency)
+from captum.attr import (
+    DeepLift,
+    DeepLiftShap,
+    GuidedBackprop,
+    InputXGradient,
+    IntegratedGradients,
+    LayerGradCam,
+    NoiseTunnel,
+    Saliency,
+)
 
 from attrlab import methods
 
@@ -96,7 +104,7 @@ def gradcam_layer_name(model: nn.Module, override: str | None) -> str:
     for name in ("layer4", "layer3"):
         if name in names:
             return name
-    from attrlab.methods.cam import last_conv_name
+    from attrlab.methods.cam.gradcam import last_conv_name
 
     return last_conv_name(model)
 

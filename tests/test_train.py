@@ -4,8 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attrlab import cli, train
+from attrlab import cli
 from attrlab.data import digits
+from attrlab.experiments import train
 from attrlab.models import load_checkpoint, nib_cnn, shipped
 
 

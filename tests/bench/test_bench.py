@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from attrlab import cli
-from attrlab.bench import (
-    BenchConfig,
-    ResultStore,
-    format_leaderboard,
-    leaderboard,
-    run,
-    write_report,
-)
+from attrlab.experiments.bench import BenchConfig, run
+from attrlab.experiments.report import format_leaderboard, leaderboard, write_report
+from attrlab.experiments.store import ResultStore
 from attrlab.metrics import base as metric_base
 
 

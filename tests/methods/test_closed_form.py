@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from attrlab import methods
-from attrlab.methods.fullgrad import psi
+from attrlab.methods.cam.fullgrad import psi
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from attrlab import methods
-from attrlab.methods.dga import (
+from attrlab.methods.aggregate.dga import (
     extreme_positive_mask,
     rank_fraction,
     weak_contributor_mask,
@@ -101,7 +101,7 @@ def test_gxi_local_attribution_option_and_errors():
 def test_rank_at_most_matches_rank_fraction(dtype):
     """The kthvalue shortcut gives exactly the sorted-rank comparison of eqs. 6 and 9, ties
     and boundary fractions (n/N, q) included."""
-    from attrlab.methods.dga import rank_at_most
+    from attrlab.methods.aggregate.dga import rank_at_most
 
     g = torch.Generator().manual_seed(0)
     cont = torch.randn(5, 3, 8, 8, generator=g, dtype=dtype)

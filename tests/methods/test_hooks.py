@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from attrlab.methods.hooks import capture_output_grads
+from attrlab.core.hooks import capture_output_grads
 
 
 class Reused(nn.Module):

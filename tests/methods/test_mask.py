@@ -6,7 +6,7 @@ from torch import nn
 
 from attrlab import methods, metrics
 from attrlab.data import digits
-from attrlab.methods.mask import minmax
+from attrlab.methods.aggregate.attribution_mask import minmax
 from attrlab.models import load_checkpoint
 
 

@@ -10,7 +10,7 @@
 * Baselines replace exactly the ranked pixels with the documented values (recording model).
 * batch_size does not change the results.
 * Agreement with Quantus 0.6.0 PixelFlipping and RegionPerturbation where the definitions
-  coincide (differences listed in attrlab.metrics.perturbation's docstring).
+  coincide (differences listed in attrlab.metrics.faithfulness.pixel_perturbation's docstring).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import zoo_helpers
 from torch import nn
 
 from attrlab import metrics
-from attrlab.metrics.perturbation import (
+from attrlab.core.perturbation import (
     FeatureLayout,
     feature_counts,
     gaussian_blur,

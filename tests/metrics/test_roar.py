@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 
-from attrlab import train
 from attrlab.data import DatasetInfo, NormalizedDataset
+from attrlab.experiments import roar as R
+from attrlab.experiments import train
 from attrlab.methods import Attribution
-from attrlab.metrics import roar as R
 from attrlab.models import nib_cnn
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

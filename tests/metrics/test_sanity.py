@@ -13,7 +13,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from attrlab import methods, metrics
-from attrlab.metrics.sanity import (
+from attrlab.metrics.randomisation.model_randomisation import (
     SIMILARITIES,
     ModelRandomisation,
     parameterized_modules,

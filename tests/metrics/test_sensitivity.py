@@ -6,7 +6,7 @@
 * Zero-variance cases score 0 (documented).
 * batch_size and batch composition do not change the scores.
 * Agreement with Quantus 0.6.0 SensitivityN in the setting where the definitions coincide
-  (see attrlab.metrics.sensitivity's docstring: copies of the sample whose attributions
+  (see attrlab.metrics.faithfulness.sensitivity_n's docstring: copies of the sample whose attributions
   are shifted by a constant on S make Quantus remove exactly S).
 """
 
@@ -21,8 +21,7 @@ import zoo_helpers
 from torch import nn
 
 from attrlab import metrics
-from attrlab.metrics.sensitivity import SensitivityN, pearson
-
+from attrlab.metrics.faithfulness.sensitivity_n import SensitivityN, pearson
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

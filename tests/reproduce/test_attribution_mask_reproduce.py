@@ -6,12 +6,17 @@ import time
 import pytest
 import torch
 
-from attrlab import cli, train
+from attrlab import cli
 from attrlab.data import NormalizedDataset
 from attrlab.data.core import DatasetInfo
-from attrlab.methods.mask import AttributionMask
+from attrlab.experiments import train
+from attrlab.experiments.reproduce.attribution_mask import (
+    MaskedDataset,
+    masked_copy,
+    reproduce,
+)
+from attrlab.methods.aggregate.attribution_mask import AttributionMask
 from attrlab.models import nib_cnn
-from attrlab.reproduce.attribution_mask import MaskedDataset, masked_copy, reproduce
 
 
 def test_masked_copy_is_the_teacher_mask_times_the_image():

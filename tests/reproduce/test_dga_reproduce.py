@@ -8,10 +8,8 @@ import time
 import pytest
 import torch
 
-from attrlab.methods import get as get_method
-from attrlab.models import nib_cnn
-from attrlab.reproduce import dga
-from attrlab.reproduce.dga import (
+from attrlab.experiments.reproduce import dga
+from attrlab.experiments.reproduce.dga import (
     add_pixel_noise,
     best_method,
     cell,
@@ -20,6 +18,8 @@ from attrlab.reproduce.dga import (
     reproduce,
     settings,
 )
+from attrlab.methods import get as get_method
+from attrlab.models import nib_cnn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -146,8 +146,8 @@ def test_bad_q_values_fail_before_any_work(tmp_path, bad):
 
 def test_table2_equals_a_bench_run_per_q(real_data_dir, tmp_path):
     """The shared-forward Table 2 gives the scores of one attrlab bench run per q."""
-    from attrlab.bench.runner import run
-    from attrlab.bench.store import ResultStore
+    from attrlab.experiments.bench import run
+    from attrlab.experiments.store import ResultStore
 
     s = settings(4, quick=True)
     res = dga.table2("cifar10_resnet8", s, tmp_path / "t2", "cpu", str(real_data_dir), False)

@@ -1,19 +1,24 @@
-"""Attribution methods: a registry of Captum-style classes.
+"""Attribution methods: a registry of Captum-style classes, one file per method in family
+folders (``gradient``, ``backprop``, ``cam``, ``aggregate``; ``perturbation``, ``optimisation``,
+``pruning`` and ``learned`` are the homes of the next families).
 
 >>> from attrlab import methods
 >>> methods.available()  # doctest: +SKIP
 >>> maps = methods.get("gxsi", model).attribute(x, target=y)  # doctest: +SKIP
 """
 
+from .aggregate import AttributionMask, DistilledGradientAggregation, NoiseTunnel
 from .backprop import DeepLift, DeepLiftShap, GuidedBackprop, RectGrad
 from .base import Attribution, FittedAttribution, available, get, method_class, register
-from .cam import GradCAM
-from .dga import DistilledGradientAggregation
-from .fullgrad import FullGrad, FullGradTerms, UniformFullGrad
-from .gradient import (GradientXInput, GradientXSignOfInput, IntegratedGradients, NoiseTunnel,
-                       PositiveGradientXInput, Saliency)
-from .guided_ig import GuidedIntegratedGradients
-from .mask import AttributionMask
+from .cam import FullGrad, FullGradTerms, GradCAM, UniformFullGrad
+from .gradient import (
+                       GradientXInput,
+                       GradientXSignOfInput,
+                       GuidedIntegratedGradients,
+                       IntegratedGradients,
+                       PositiveGradientXInput,
+                       Saliency,
+)
 
 __all__ = [
     "Attribution", "FittedAttribution", "available", "get", "method_class", "register",

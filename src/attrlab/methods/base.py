@@ -27,15 +27,15 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..registry import Registry
-from .checks import (
+from ..core.checks import (
     TargetLike,
     check_batch_size,
     check_inputs,
     check_target_range,
     resolve_target,
 )
-from .hooks import model_guard
+from ..core.hooks import model_guard
+from ..core.registry import Registry
 
 _METHODS: Registry = Registry("method")
 _REGISTRY = _METHODS.items

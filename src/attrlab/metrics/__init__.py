@@ -1,12 +1,20 @@
-"""Evaluation metrics for attributions: a registry of per-sample, batched metrics."""
+"""Evaluation metrics for attributions: a registry of per-sample, batched metrics in category
+folders (``faithfulness``, ``randomisation``; ``localisation`` and ``robustness`` are the homes
+of the next categories). Remove-and-retrain is an experiment: :mod:`attrlab.experiments.roar`."""
 
-from . import roar  # ROAR experiment driver: metrics.roar.roar(...), metrics.roar.remove_top(...)
-from .base import Metric, available, batched_scores, get, metric_class, register
-from .mia import MaskedInputAccuracy
-from .perturbation import Deletion, Insertion, LeRF, LeRFChange, MoRF, PixelPerturbation
-from .sanity import ModelRandomisation, rebind  # registers the four sanity_* metrics
-from .sensitivity import SensitivityN
+from .base import Metric, available, get, metric_class, register
+from .faithfulness import (
+                           Deletion,
+                           Insertion,
+                           LeRF,
+                           LeRFChange,
+                           MaskedInputAccuracy,
+                           MoRF,
+                           PixelPerturbation,
+                           SensitivityN,
+)
+from .randomisation import ModelRandomisation, rebind
 
-__all__ = ["Metric", "available", "batched_scores", "get", "metric_class", "register", "roar",
+__all__ = ["Metric", "available", "get", "metric_class", "register",
            "MaskedInputAccuracy", "Deletion", "Insertion", "LeRF", "LeRFChange", "MoRF",
            "PixelPerturbation", "ModelRandomisation", "rebind", "SensitivityN"]

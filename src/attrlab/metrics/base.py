@@ -16,14 +16,14 @@ must recompute attributions (sanity checks) take the attribution ``method`` as w
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..methods.checks import check_inputs, check_target_range, resolve_target
-from ..methods.hooks import model_guard
-from ..registry import Registry
+from ..core.checks import check_inputs, resolve_target
+from ..core.hooks import model_guard
+from ..core.registry import Registry
 
 _METRICS: Registry = Registry("metric")
 _REGISTRY = _METRICS.items
@@ -82,17 +82,3 @@ class Metric:
     def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor,
                   attributions: Tensor, **kwargs: Any) -> Tensor:
         raise NotImplementedError
-
-
-@torch.no_grad()
-def batched_scores(model: nn.Module, rows: Tensor, targets: Tensor, batch_size: int,
-                   transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """Model outputs for many rows, ``batch_size`` at a time: returns the selected target
-    column of ``transform(logits)`` (default: softmax probabilities), shape (rows,)."""
-    out = []
-    for i in range(0, rows.shape[0], batch_size):
-        logits = model(rows[i:i + batch_size])
-        check_target_range(targets, logits.shape[1])
-        vals = torch.softmax(logits, 1) if transform is None else transform(logits)
-        out.append(vals.gather(1, targets[i:i + batch_size].view(-1, 1)).squeeze(1))
-    return torch.cat(out)

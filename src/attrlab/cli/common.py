@@ -1,0 +1,52 @@
+"""What every subcommand shares: the error a user caused, and parsing of method lists and
+``METHOD.KEY=VALUE`` options."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..core.options import parse_kv
+from ..methods.options import split_options
+
+
+class UserError(ValueError):
+    """An error caused by the command line or the files it names (printed as one line)."""
+
+
+def parse_method_args(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """``["ig.n_steps=16", "gradcam.layer=features.10"]`` ->
+    {"ig": {"n_steps": 16}, "gradcam": {"layer": "features.10"}}; method names and keys are
+    validated against the registry."""
+    from ..methods import available
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or ():
+        lhs, sep, _ = item.partition("=")
+        method, dot, key = lhs.partition(".")
+        if not sep or not dot or not method or not key:
+            raise UserError(f"--method-arg must look like METHOD.KEY=VALUE "
+                            f"(e.g. ig.n_steps=16), got {item!r}")
+        if method not in available():
+            raise UserError(f"--method-arg {item!r}: unknown method {method!r}; available: "
+                            f"{', '.join(available())}")
+        out.setdefault(method, {}).update(parse_kv([f"{key}={item.partition('=')[2]}"],
+                                                   "--method-arg"))
+    for method, opts in out.items():
+        split_options(method, opts)
+    return out
+
+
+def parse_methods(text: str | None) -> list[str]:
+    """``"saliency,ig"`` -> ["saliency", "ig"]; ``"all"`` or None -> every registered method."""
+    from ..methods import available
+
+    if text is None or text.strip() == "all":
+        return available()
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise UserError("--methods is empty")
+    unknown = [s for s in names if s not in available()]
+    if unknown:
+        raise UserError(f"unknown method {unknown[0]!r}; available: {', '.join(available())} "
+                        "(or all)")
+    return list(dict.fromkeys(names))

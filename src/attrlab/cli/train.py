@@ -1,0 +1,71 @@
+"""``attrlab train``: train a zoo model on a data set with a paper's recipe."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import shlex
+from dataclasses import replace
+
+import torch
+
+from .. import models
+from ..core.options import parse_kv
+from ..data import dataset_info, load_dataset
+from ..experiments.train import PRESETS, fit
+from .common import UserError
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+
+    if args.preset not in PRESETS:
+        raise UserError(f"unknown preset {args.preset!r}; available: {', '.join(PRESETS)}")
+    if args.model not in models.BUILDERS:
+        raise UserError(f"unknown model {args.model!r}; available: {', '.join(models.BUILDERS)}")
+    info = dataset_info(args.dataset)
+    recipe = PRESETS[args.preset]
+    if args.epochs:
+        recipe = recipe.with_epochs(args.epochs)
+    if args.batch_size:
+        recipe = replace(recipe, batch_size=args.batch_size)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kwargs = {"num_classes": info.num_classes, "in_channels": info.in_channels,
+              **parse_kv(args.model_arg, "--model-arg")}
+    if "input_size" in inspect.signature(models.BUILDERS[args.model]).parameters:
+        kwargs.setdefault("input_size", info.input_size)
+    torch.manual_seed(args.seed)
+    model = models.BUILDERS[args.model](**kwargs)
+    train, test = (load_dataset(args.dataset, s, args.data_dir) for s in ("train", "test"))
+    meta = fit(model, train, test, recipe, args.out, seed=args.seed, half=args.half,
+               progress=not args.no_progress,
+               meta={"command": "attrlab " + shlex.join(args.argv)},
+               channels_last=args.channels_last, bf16=args.bf16, device=args.device)
+    print(f"wrote {args.out}: test accuracy {meta['test_accuracy']:.4f}")
+    return 0
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    t = sub.add_parser("train", help="train a zoo model on a data set with a paper's recipe")
+    t.add_argument("--model", required=True, help="zoo builder: nib_vgg, resnet8, cnn6c3l, "
+                   "mnist_cnn, nib_cnn")
+    t.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                   help="builder argument, repeatable (e.g. depth=16, width=0.25)")
+    t.add_argument("--dataset", required=True, help="digits, mnist or cifar10")
+    t.add_argument("--preset", default="paper01", help="recipe: paper01, resnet, mnist, digits")
+    t.add_argument("--epochs", type=int, help="override the preset's epochs (milestones scale)")
+    t.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="checkpoint file to write (resumes from "
+                   "OUT.partial if present)")
+    t.add_argument("--half", action="store_true", help="store weights as float16")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--channels-last", action="store_true", help="channels-last memory format "
+                   "(faster convolutions on CPU)")
+    t.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training "
+                   "forward pass (weights stay float32)")
+    t.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, ...)")
+    t.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    return t

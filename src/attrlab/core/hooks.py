@@ -1,0 +1,126 @@
+"""Everything that touches the user's model during an attribution, in one place.
+
+* :func:`model_guard` puts the model in eval mode with parameter gradients off and restores
+  every module's ``training`` flag and every parameter's ``requires_grad`` afterwards, also
+  when the attribution raises.
+* :class:`HookSet` registers module hooks and always removes them on exit.
+* :func:`capture_outputs` records (a clone-protected version of) module outputs so that
+  gradients with respect to them can be taken even when an in-place op (``ReLU(inplace=True)``)
+  follows the module.
+* :func:`capture_output_grads` records the gradients with respect to module outputs through
+  tensor hooks, without copying anything (FullGrad's bias-gradients).
+* Backward rules for nonlinearities (Guided Backprop, RectGrad, DeepLIFT) live in
+  :mod:`attrlab.core.rules`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+
+@contextlib.contextmanager
+def model_guard(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Run the body with ``model`` in eval mode and parameter gradients off; restore both.
+
+    Attributions explain the deployed (eval-mode) function; turning ``requires_grad`` off on
+    the parameters saves the memory autograd would keep for weight gradients.
+    """
+    training = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if eval_mode:
+            model.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, flag in training:
+            m.training = flag
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+class HookSet(contextlib.AbstractContextManager):
+    """A set of module hooks that is removed as a whole on ``__exit__`` (also on errors)."""
+
+    def __init__(self) -> None:
+        self.handles: list[RemovableHandle] = []
+
+    def forward(self, module: nn.Module, fn: Callable) -> None:
+        self.handles.append(module.register_forward_hook(fn))
+
+    def forward_pre(self, module: nn.Module, fn: Callable) -> None:
+        self.handles.append(module.register_forward_pre_hook(fn))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+@contextlib.contextmanager
+def capture_outputs(modules: dict[str, nn.Module]) -> Iterator[dict[str, list[Tensor]]]:
+    """Record every output of the given modules during the body, in call order.
+
+    The hook returns ``out.clone()`` to the rest of the network and keeps ``out`` itself, so
+    a following in-place op cannot overwrite the recorded tensor and
+    ``torch.autograd.grad(y, recorded)`` is the gradient with respect to the module output.
+    A module called several times gets one entry per call.
+    """
+    record: dict[str, list[Tensor]] = {name: [] for name in modules}
+
+    def make(name: str) -> Callable:
+        def hook(_module: nn.Module, _inp: tuple, out: Tensor) -> Tensor:
+            if not isinstance(out, Tensor):
+                raise TypeError(f"layer {name!r} returns {type(out).__name__}, not a Tensor")
+            record[name].append(out)
+            return out.clone()
+
+        return hook
+
+    with HookSet() as hooks:
+        for name, module in modules.items():
+            hooks.forward(module, make(name))
+        yield record
+
+
+@contextlib.contextmanager
+def capture_output_grads(modules: dict[str, nn.Module]) -> Iterator[dict[str, list]]:
+    """Record the gradient with respect to every output of the given modules, in call order.
+
+    During the body each call's output gets a tensor hook; after a backward pass through it
+    (``torch.autograd.grad`` or ``.backward()``) ``record[name][i]`` is the gradient of the
+    i-th call's output, or None for an output the backward pass did not reach (or one that
+    does not require grad). Unlike :func:`capture_outputs` nothing is copied: the network
+    runs unchanged, and a following in-place op (``ReLU(inplace=True)``) does not matter,
+    since a tensor hook registered before an in-place op receives the gradient with respect
+    to the value before it. The module hooks are removed on exit; the tensor hooks live and
+    die with the autograd graph.
+    """
+    record: dict[str, list] = {name: [] for name in modules}
+
+    def make(name: str) -> Callable:
+        def hook(_module: nn.Module, _inp: tuple, out: Tensor) -> None:
+            if not isinstance(out, Tensor):
+                raise TypeError(f"layer {name!r} returns {type(out).__name__}, not a Tensor")
+            slot = record[name]
+            i = len(slot)
+            slot.append(None)
+            if out.requires_grad:
+                def store(grad: Tensor) -> None:
+                    slot[i] = grad
+                out.register_hook(store)
+
+        return hook
+
+    with HookSet() as hooks:
+        for name, module in modules.items():
+            hooks.forward(module, make(name))
+        yield record

@@ -1,0 +1,201 @@
+"""Attribution maps of a classifier for some inputs, as a picture and as arrays (what
+``attrlab explain`` writes).
+
+Everything the command does is available from Python::
+
+    from attrlab.models.loading import load_model
+    from attrlab.experiments.explain import load_samples, explain
+    model, meta = load_model("digits_nib_cnn")
+    x, labels, info = load_samples("digits", indices=[0, 5, 9])
+    maps = explain(model, x, labels, ["saliency", "ig"], {"ig": {"n_steps": 16}},
+                   "out", meta)
+
+Defaults of methods that need data:
+
+* ``deepshap`` needs a batch of baselines. Unless ``--method-arg deepshap.baselines=V`` is
+  given, it gets :data:`N_BASELINES` (16) samples drawn (seed 0) from the **train split** of
+  the data set when one is available (the ``--dataset``, or the checkpoint's data set when
+  ``--images`` are explained and that data set can be loaded); otherwise 16 **uniform-noise
+  images** (pixels uniform in [0, 1], normalised like the inputs, seed 0).
+* ``gradcam`` without ``gradcam.layer`` uses the model's last convolution (the method's own
+  default); ``smoothgrad`` without ``smoothgrad.base`` smooths ``saliency``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..core.checks import one_line
+
+N_BASELINES = 16
+PNG_NAME = "explain.png"
+NPZ_NAME = "attributions.npz"
+# Arrays of attributions.npz that are not methods.
+NPZ_FIXED = ("inputs", "labels", "preds", "targets")
+
+
+def load_samples(dataset: str, indices: Sequence[int] | None = None, n: int = 6,
+                 data_dir: str | None = None):
+    """Test samples of a registered data set: the given ``indices`` or the first ``n``.
+
+    Returns ``(x, labels, info)``: the normalised batch, its labels and the DatasetInfo.
+    """
+    from ..data import load_dataset
+
+    ds = load_dataset(dataset, "test", data_dir)
+    if indices is None:
+        if n < 1:
+            raise ValueError(f"--n must be positive, got {n}")
+        indices = list(range(min(n, len(ds))))
+    bad = [i for i in indices if not 0 <= i < len(ds)]
+    if bad:
+        raise ValueError(f"index {bad[0]} out of range: the {dataset} test split has {len(ds)} "
+                        f"samples (0..{len(ds) - 1})")
+    x, labels = ds.tensors(torch.tensor(list(indices), dtype=torch.long))
+    return x, labels, ds.info
+
+
+def default_baselines(x: Tensor, meta: Mapping[str, Any], dataset: str | None = None,
+                      data_dir: str | None = None, n: int = N_BASELINES) -> tuple[Tensor, str]:
+    """DeepSHAP's reference batch: ``n`` train samples of ``dataset`` (seed 0) when it can be
+    loaded, else ``n`` uniform-noise images normalised with meta's mean/std.
+    Returns ``(baselines, description)``."""
+    gen = torch.Generator().manual_seed(0)
+    if dataset:
+        from ..data import load_dataset
+
+        try:
+            train = load_dataset(dataset, "train", data_dir)
+        except (FileNotFoundError, ValueError):
+            train = None
+        if train is not None and len(train):
+            pick = torch.randperm(len(train), generator=gen)[:n]
+            b, _ = train.tensors(pick)
+            if b.shape[1:] == x.shape[1:]:
+                return b, f"{len(b)} {dataset} train samples"
+    noise = torch.rand((n,) + tuple(x.shape[1:]), generator=gen)
+    mean = torch.tensor(meta["mean"], dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(meta["std"], dtype=torch.float32).view(-1, 1, 1)
+    return ((noise - mean) / std).to(x.dtype), f"{n} uniform-noise images"
+
+
+def class_name(meta: Mapping[str, Any], k: int) -> str:
+    classes = meta.get("classes") or ()
+    return str(classes[k]) if 0 <= k < len(classes) else str(k)
+
+
+def row_titles(preds: Tensor, labels: Tensor, meta: Mapping[str, Any]) -> list[str]:
+    """``"pred P / true T"`` per sample, with class names where meta has them (``?``
+    for an unknown label, -1)."""
+    return [f"pred {class_name(meta, int(p))} / true "
+            f"{class_name(meta, int(t)) if int(t) >= 0 else '?'}"
+            for p, t in zip(preds, labels)]
+
+
+def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Sequence[str],
+            method_options: Mapping[str, Mapping[str, Any]] | None, out_dir: str | Path,
+            meta: Mapping[str, Any], target: int | None = None,
+            baselines: Tensor | None = None, overlay: bool = False,
+            progress: bool = True, seed: int | None = 0) -> dict[str, Tensor]:
+    """Attribute ``x`` (normalised (N, C, H, W)) with every method in ``method_names`` and write
+    ``out_dir/explain.png`` and ``out_dir/attributions.npz``; returns {method: map}.
+
+    ``labels`` are the true classes (-1 or None: unknown). The explained class is ``target``
+    if given, else the true label where known, else the predicted class.
+    ``method_options`` maps a method to its options (constructor and call options mixed; see
+    :func:`split_options`). ``baselines`` is DeepSHAP's reference batch (default: 16
+    uniform-noise images, see :func:`default_baselines`). ``meta`` needs ``mean``/``std``
+    (for display) and optionally ``classes`` and ``num_classes``. Random methods
+    (``smoothgrad``) draw from torch's RNG seeded with ``seed`` inside a forked RNG state, so
+    results repeat and the caller's RNG is untouched (``seed=None``: the global RNG as is).
+    """
+    from tqdm.auto import tqdm
+
+    from .. import methods
+    from ..methods.options import split_options
+    from ..viz import denormalize, plot_grid
+
+    method_options = method_options or {}
+    unknown = [m for m in method_names if m not in methods.available()]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; available: "
+                        f"{', '.join(methods.available())}")
+    split = {m: split_options(m, method_options.get(m, {})) for m in method_names}
+    model.eval()
+    x = x.detach().float()
+    n = x.shape[0]
+    labels = (torch.full((n,), -1, dtype=torch.long) if labels is None
+              else torch.as_tensor(labels, dtype=torch.long).view(-1))
+    if labels.shape[0] != n:
+        raise ValueError(f"{labels.shape[0]} labels for {n} inputs")
+    with torch.no_grad():
+        logits = model(x)
+    num_classes = logits.shape[1]
+    preds = logits.argmax(1)
+    if target is not None:
+        if not 0 <= target < num_classes:
+            raise ValueError(f"--target {target} out of range: the model has {num_classes} "
+                            f"classes (0..{num_classes - 1})")
+        targets = torch.full((n,), target, dtype=torch.long)
+    else:
+        targets = torch.where(labels >= 0, labels, preds)
+
+    built = {}  # constructors validate their options (a layer name, ...) before any work
+    for name in method_names:
+        try:
+            built[name] = methods.get(name, model, **split[name][0])
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"method {name}: {one_line(err)}") from err
+
+    maps: dict[str, Tensor] = {}
+    signed: dict[str, bool] = {}
+    bar = tqdm(method_names, desc="explain", unit="method", disable=not progress,
+               file=sys.stderr)
+    with bar:
+        for name in bar:
+            bar.set_postfix_str(name)
+            method, call_opts = built[name], split[name][1]
+            if name == "deepshap":
+                b = call_opts.get("baselines")
+                if b is None:
+                    b = baselines if baselines is not None else default_baselines(x, meta)[0]
+                elif not isinstance(b, Tensor):
+                    b = torch.full((1,) + tuple(x.shape[1:]), float(b))
+                call_opts = {**call_opts, "baselines": b}
+            try:
+                with torch.random.fork_rng(devices=[], enabled=seed is not None):
+                    if seed is not None:
+                        torch.manual_seed(seed)
+                    a = method.attribute(x, target=targets, **call_opts)
+            except RuntimeError as err:
+                raise ValueError(f"method {name} failed: {one_line(err)}") from err
+            except TypeError as err:
+                raise ValueError(f"method {name}: {one_line(err)}") from err
+            maps[name] = a.detach().float().cpu()
+            signed[name] = bool(method.signed)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {"inputs": x.cpu().numpy(), "labels": labels.numpy(), "preds": preds.numpy(),
+              "targets": targets.numpy()}
+    arrays.update({k: v.numpy() for k, v in maps.items()})
+    np.savez_compressed(out / NPZ_NAME, **arrays)
+
+    if target is not None:
+        what = f"maps explain class {class_name(meta, target)}"
+    elif bool((labels >= 0).all()):
+        what = "maps explain the true class"
+    elif bool((labels < 0).all()):
+        what = "maps explain the predicted class"
+    else:
+        what = "maps explain the true class (predicted where unknown)"
+    images = denormalize(x, meta["mean"], meta["std"])
+    plot_grid(images, maps, signed, row_titles(preds, labels, meta), out / PNG_NAME,
+              overlay=overlay, title=what)
+    return maps

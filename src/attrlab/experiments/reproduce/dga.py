@@ -1,0 +1,789 @@
+"""Paper 04 (Distilled Gradient Aggregation, DGA) reproduced: ``attrlab reproduce dga``.
+
+The paper (section 4) compares DGA (Algorithm 1, N = 30, q = 0.9) with G*I, GBP, IG, FullGrad
+(FG) and Guided IG (GIG) on ImageNet models; here the same comparison runs on attrlab's
+shipped CIFAR-10 / MNIST checkpoints:
+
+* Table 1 (section 4.1): MoRF and LeRF, the normalised trapezoidal AUC of the target's
+  softmax probability while pixels are replaced by zero (the dataset mean, in the model's
+  normalised input space) in order of relevance, 0, 10, ..., 100 % removed, per model.
+* Table 2 (section 4.2, eq. 13): Sensitivity-n with 100 random 14 x 14 patch masks per image
+  and q = 10 .. 90 % of the patches removed, on the ResNet8 (the paper reports Table 2 for
+  its ResNet-18 only).
+* Figure 5 (section 4.3): ROAR on the ResNet8 at 10, 30, 50, 70, 90 % removal, retrained with
+  the paper's optimiser (Adam, lr 3e-4) on a reduced budget (:data:`ROAR_TRAIN` training
+  images, :data:`ROAR_EPOCHS` epochs, one seed; the paper: 50k images, 100 epochs, 10
+  trials), plus the random-ranking control and the no-removal baseline. The retraining uses
+  the channels-last memory format (faster on CPUs; the same arithmetic up to rounding).
+* Figure 2 (section 3.1): FG, IG and DGA maps of a few test images and of the same images
+  plus Gaussian noise; SSIM between the two maps and the MoRF/LeRF AUC of both.
+
+Options shared by every experiment (paper 04 section 4 unless noted): attributions explain
+the true label; IG and GIG start from the zero baseline (section 3.1, Fig. 3c). The paper's
+main text gives no step counts for IG and GIG (its appendix is not in our copy), so IG
+(Gauss-Legendre rule) and GIG (fraction 0.25, max_dist 0.02, the defaults of the GIG
+reference code) get DGA's budget: 30 steps, i.e. about the N + 1 = 31 gradient evaluations
+DGA spends. ``quick=True`` shrinks everything (see :func:`settings`) to check the pipeline.
+
+Every experiment is resumable: Table 1 is an :mod:`attrlab.bench` run per model, Table 2 a
+result store per model that shares each batch's maps over the q values and the masked
+forward passes over the methods (:func:`table2`), ROAR appends to its ``roar.jsonl`` and
+Figure 2 caches its numbers and maps, so a second call recomputes nothing and an interrupted
+one continues. ``results.json`` accumulates over calls (:func:`reproduce`): ``only`` runs some
+experiments, ``q_values`` some columns of Table 2, and the report shows everything measured
+in the folder so far.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .common import (
+    BenchConfig,
+    bench,
+    fmt,
+    markdown_table,
+    mean_curves,
+    mean_sem,
+    method_means,
+    plot_lines,
+    write_report,
+)
+
+METHODS = ("gxi", "gbp", "ig", "fullgrad", "guided_ig", "dga")
+METRIC_LABELS = {"morf": "MoRF", "lerf": "LeRF"}
+LABELS = {"gxi": "G*I", "gbp": "GBP", "ig": "IG", "fullgrad": "FG", "guided_ig": "GIG",
+          "dga": "DGA", "random": "random", "baseline": "no removal"}
+FIGURE2_METHODS = ("fullgrad", "ig", "dga")
+Q_VALUES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+ROAR_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
+ROAR_MODEL = "cifar10_resnet8"
+TABLE2_MODELS = ("cifar10_resnet8",)   # our counterpart of the paper's ResNet-18
+ROAR_TRAIN = 5000     # training images of each ROAR retraining (paper: all 50k)
+ROAR_EPOCHS = 5       # epochs of each ROAR retraining (paper: 100)
+NOISE_SIGMA = 0.02    # Figure 2: std of the Gaussian noise in [0, 1] pixel units (~5/255)
+DGA_N, DGA_Q = 30, 0.9
+
+# The paper's model that each of our checkpoints stands in for, and how they differ.
+PAPER_MODEL = {"cifar10_resnet8": "ResNet-18", "cifar10_nib_vgg16": "VGG-16"}
+MODEL_NOTES = {
+    "cifar10_resnet8": "ResNet8 (width 32) on CIFAR-10, 32x32 inputs; stands in for the "
+                       "paper's ImageNet ResNet-18 (224x224).",
+    "cifar10_nib_vgg16": "VGG16 at width 0.25 on CIFAR-10 without any bias (NIB: no layer "
+                         "biases, bias-free BatchNorm); stands in for the paper's ImageNet "
+                         "VGG-16. Without biases FG's bias-gradient terms vanish (FG = the "
+                         "normalised |G*I|), DGA's local UFG map equals G*I and IG from the "
+                         "zero baseline equals G*I on this positively homogeneous network.",
+    "mnist_cnn": "small CNN on MNIST (28x28, one channel); the paper has no counterpart "
+                 "(its third model is an ImageNet Inception-v3).",
+}
+
+# Paper 04, Table 1 (ImageNet validation set, 50k images): AUC of the pixel perturbation
+# curves, columns G*I, GBP, IG, FG, GIG, DGA. LeRF: higher is better; MoRF: lower is better.
+PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {
+    "lerf": {"VGG-16": dict(zip(METHODS, (0.078, 0.113, 0.096, 0.415, 0.110, 0.434))),
+             "ResNet-18": dict(zip(METHODS, (0.114, 0.145, 0.158, 0.448, 0.185, 0.533))),
+             "Inception-V3": dict(zip(METHODS, (0.171, 0.162, 0.243, 0.558, 0.255, 0.691)))},
+    "morf": {"VGG-16": dict(zip(METHODS, (0.045, 0.094, 0.036, 0.110, 0.029, 0.023))),
+             "ResNet-18": dict(zip(METHODS, (0.050, 0.124, 0.038, 0.131, 0.029, 0.019))),
+             "Inception-V3": dict(zip(METHODS, (0.105, 0.145, 0.066, 0.175, 0.061, 0.041)))},
+}
+# Paper 04, Table 2 (ResNet-18, ImageNet): Sensitivity-n correlation at q = 10, 20, ..., 90 %
+# (the table's caption did not survive in our copy; section 4.2 describes it).
+PAPER_TABLE2: dict[str, tuple[float, ...]] = {
+    "gxi": (-0.006, -0.009, -0.009, -0.013, -0.007, -0.014, -0.016, -0.022, -0.037),
+    "gbp": (0.022, 0.032, 0.025, 0.024, 0.022, 0.027, 0.024, 0.024, 0.020),
+    "ig": (0.013, 0.022, 0.020, 0.027, 0.032, 0.037, 0.039, 0.047, 0.067),
+    "guided_ig": (0.006, 0.007, 0.004, 0.002, 0.003, 0.002, 0.002, 0.002, -0.001),
+    "fullgrad": (-0.045, -0.017, -0.005, 0.001, 0.003, 0.003, 0.008, 0.008, 0.004),
+    "dga": (0.095, 0.096, 0.101, 0.098, 0.095, 0.089, 0.083, 0.080, 0.079),
+}
+# Paper 04, Figure 5 is a plot without numbers; section 4.3 states its conclusion.
+PAPER_FIGURE5_TEXT = ("paper (section 4.3, Figure 5; simple CNN with 6 conv + 3 linear layers, "
+                      "50k training images, Adam lr 3e-4, 100 epochs, 10 trials): \"the model "
+                      "trained on the modified dataset with DGA steeply decreases the test "
+                      "accuracy even with 10% removed\"; lower accuracy is better.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that sizes the reproduction (recorded in ``results.json``)."""
+
+    limit: int                           # test images of Tables 1 and 2
+    n_steps: int                         # IG and GIG steps, DGA's N
+    q_values: tuple[float, ...]          # Table 2's q
+    n_subsets: int                       # Table 2's random masks per image
+    roar_fractions: tuple[float, ...]
+    roar_train: int
+    roar_test: int
+    roar_epochs: int
+    fig2_images: int
+    noise_sigma: float
+    batch_size: int
+
+
+def settings(limit: int, quick: bool) -> Settings:
+    """Full settings, or with ``quick`` tiny ones: at most 8 images, 5 steps, q = 10 and
+    50 %, 20 masks, ROAR at 10 and 90 % on 64 training / 32 test images for 1 epoch."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+    if quick:
+        return Settings(limit=min(limit, 8), n_steps=5, q_values=(0.1, 0.5), n_subsets=20,
+                        roar_fractions=(0.1, 0.9), roar_train=64, roar_test=32, roar_epochs=1,
+                        fig2_images=min(limit, 2), noise_sigma=NOISE_SIGMA, batch_size=32)
+    return Settings(limit=limit, n_steps=DGA_N, q_values=Q_VALUES, n_subsets=100,
+                    roar_fractions=ROAR_FRACTIONS, roar_train=ROAR_TRAIN, roar_test=limit,
+                    roar_epochs=ROAR_EPOCHS, fig2_images=min(limit, 10), noise_sigma=NOISE_SIGMA,
+                    batch_size=32)
+
+
+def method_options(n_steps: int) -> dict[str, dict[str, Any]]:
+    """Options of the compared methods (module docstring): IG and GIG with ``n_steps`` steps
+    from the zero baseline, DGA with N = ``n_steps`` and q = 0.9."""
+    return {"ig": {"n_steps": n_steps, "internal_batch_size": 512},
+            "guided_ig": {"n_steps": n_steps, "fraction": 0.25, "max_dist": 0.02},
+            "dga": {"n_steps": n_steps, "q": DGA_Q}}
+
+
+# ------------------------------------------------------------------------------------------
+# pure helpers
+# ------------------------------------------------------------------------------------------
+
+
+def pct(fraction: float) -> str:
+    """The key of a fraction in the results: its rounded percentage (``"60"`` for 0.6)."""
+    return f"{round(100 * fraction)}"
+
+
+def cell(ours: float | None, paper: float | None = None, digits: int = 3,
+         bold: bool = False) -> str:
+    """A table cell: our value (bold if ``bold``), the paper's in brackets when given."""
+    text = fmt(ours, digits)
+    if bold and text != "-":
+        text = f"**{text}**"
+    return text if paper is None else f"{text} ({fmt(paper, digits)})"
+
+
+def label_summary(labels: Tensor, classes: Sequence[str]) -> str:
+    """How the images of ``labels`` spread over the classes, for the report."""
+    counts = torch.bincount(torch.as_tensor(labels).long().flatten(), minlength=len(classes))
+    present = [(classes[c], int(k)) for c, k in enumerate(counts.tolist()) if k]
+    if len(present) == len(classes):
+        return (f"all {len(classes)} classes, {int(counts.min())} to {int(counts.max())} "
+                "images each")
+    return "only " + ", ".join(f"{name} ({k})" for name, k in present)
+
+
+def best_method(values: Mapping[str, float], higher_is_better: bool) -> str | None:
+    """The key with the best finite value (first one on ties); None if there is none."""
+    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        return None
+    pick = max if higher_is_better else min
+    return pick(finite, key=lambda k: finite[k])
+
+
+def add_pixel_noise(x: Tensor, sigma: float, std: Sequence[float], seed: int = 0) -> Tensor:
+    """``x`` (normalised (N, C, H, W) images) plus Gaussian noise of standard deviation
+    ``sigma`` in [0, 1] pixel units, i.e. ``sigma / std_c`` in channel c of the normalised
+    input (paper 04, section 3.1: x' = x + eps, eps ~ N(0, sigma I)); drawn from a CPU
+    generator seeded with ``seed``. Not clipped."""
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be non-negative, got {sigma!r}")
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    scale = torch.as_tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return x + (sigma * eps / scale).to(x.device)
+
+
+def noise_consistency(model: nn.Module, methods: Mapping[str, Any], x: Tensor, y: Tensor,
+                      x_noisy: Tensor) -> tuple[dict[str, dict[str, list[float]]],
+                                                dict[str, tuple[Tensor, Tensor]]]:
+    """Figure 2's numbers: per method (name -> attribution object), per image, the SSIM of
+    the maps of ``x`` and ``x_noisy`` (:func:`attrlab.metrics.sanity.similarity`: channel sum,
+    max-abs normalisation, 7x7 window) and the MoRF/LeRF AUC (section 4.1) of each map on its
+    own input, explaining ``y`` in both. Also returns the maps (clean, noisy)."""
+    from ...metrics import get as get_metric
+    from ...metrics.randomisation import similarity
+
+    morf, lerf = get_metric("morf"), get_metric("lerf")
+    scores: dict[str, dict[str, list[float]]] = {}
+    maps: dict[str, tuple[Tensor, Tensor]] = {}
+    for name, method in methods.items():
+        a = method.attribute(x, y).detach()
+        b = method.attribute(x_noisy, y).detach()
+        scores[name] = {
+            "ssim": similarity(a, b, "ssim").tolist(),
+            "morf_clean": morf.evaluate(model, x, y, a).tolist(),
+            "morf_noisy": morf.evaluate(model, x_noisy, y, b).tolist(),
+            "lerf_clean": lerf.evaluate(model, x, y, a).tolist(),
+            "lerf_noisy": lerf.evaluate(model, x_noisy, y, b).tolist(),
+        }
+        maps[name] = (a.cpu(), b.cpu())
+    return scores, maps
+
+
+# ------------------------------------------------------------------------------------------
+# experiments
+# ------------------------------------------------------------------------------------------
+
+
+def _bench_config(ckpt: str, s: Settings, metrics: dict[str, dict[str, Any]], out: Path,
+                  device: str, data_dir: str | None) -> BenchConfig:
+    return BenchConfig(checkpoint=ckpt, limit=s.limit, methods=list(METHODS),
+                       metrics=list(metrics), method_options=method_options(s.n_steps),
+                       metric_options=metrics, target="label", batch_size=s.batch_size,
+                       seed=0, device=device, data_dir=data_dir, out=str(out),
+                       report_samples=0)
+
+
+PIXEL_PERTURBATION = {k: {"steps": 10, "baseline": "zero", "output": "prob"}
+                      for k in ("morf", "lerf")}
+
+
+def table1(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
+           progress: bool) -> dict[str, Any]:
+    """Table 1 on one model: per metric (morf, lerf) and method the (mean, sem) AUC and the
+    mean curve, from the resumable bench run in ``out``."""
+    cfg = _bench_config(ckpt, s, PIXEL_PERTURBATION, out, device, data_dir)
+    with bench(cfg, progress) as store:
+        return {k: {"auc": method_means(store, k), "curve": mean_curves(store, k)}
+                for k in PIXEL_PERTURBATION}
+
+
+TABLE2_METRIC = {"grid": 14, "baseline": "zero", "output": "logit", "seed": 0}
+
+
+def table2_metric_name(q: float) -> str:
+    """Table 2's store key of q (``"sensitivity_n_q60"`` for 0.6)."""
+    return f"sensitivity_n_q{pct(q)}"
+
+
+def table2(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
+           progress: bool) -> dict[str, dict[str, tuple[float, float]]]:
+    """Table 2 on one model: per method and q (key ``"10"`` .. ``"90"``, percent) the (mean,
+    sem) Sensitivity-n correlation (:class:`attrlab.metrics.sensitivity.SensitivityN` with
+    :data:`TABLE2_METRIC`, ``s.n_subsets`` masks) over the first ``s.limit`` test images.
+
+    One pass over the images, ``s.batch_size`` at a time: each batch's maps are computed once
+    for every q, and at each q the forward passes of the masked inputs are shared by the six
+    methods (:meth:`SensitivityN.evaluate_many`; the masks do not depend on the method), so
+    the cost is one set of maps plus ``n_subsets`` forward passes per image and q, not six.
+    The scores are the same as separate ``attrlab bench`` runs with one
+    ``sensitivity_n`` metric per q. Resumable: scores go to ``out/results.sqlite`` (metric
+    :func:`table2_metric_name`) batch by batch; a later call with more q values computes only
+    those."""
+    from tqdm.auto import tqdm
+
+    from ...metrics.faithfulness.sensitivity_n import SensitivityN
+    from ..bench import resolve, versions
+    from ..store import ResultStore
+
+    cfg = _bench_config(ckpt, s, {}, out, device, data_dir)
+    setup = resolve(cfg, with_metrics=False)
+    key = {"checkpoint": ckpt, "limit": s.limit, "methods": list(METHODS),
+           "method_options": method_options(s.n_steps), "n_subsets": s.n_subsets,
+           "batch_size": s.batch_size, **TABLE2_METRIC}
+    metrics = {q: SensitivityN(fraction=q, n_subsets=s.n_subsets, **TABLE2_METRIC)
+               for q in s.q_values}
+    path = out / "results.sqlite"
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(path) as store:
+        previous = store.info("table2_key")
+        if previous is not None and previous != json.loads(json.dumps(key)):
+            raise ValueError(f"{path} holds Table 2 scores of other settings ({previous}); "
+                             "use another output folder")
+        store.set_info("table2_key", key)
+        store.set_info("versions", versions())
+        for idx in tqdm(setup.indices.split(s.batch_size), desc=f"table2 {ckpt}",
+                        disable=not progress):
+            pending = {q: [m for m in METHODS
+                           if not store.done(m, table2_metric_name(q), idx.tolist())]
+                       for q in s.q_values}
+            needed = [m for m in METHODS if any(m in ms for ms in pending.values())]
+            if not needed:
+                continue
+            x, y = setup.dataset.tensors(idx)
+            x, y = x.to(device), y.to(device)
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed * 100003 + int(idx[0]))  # as attrlab bench
+                maps = {m: setup.methods[m].attribute(x, y).detach() for m in needed}
+            for q, ms in pending.items():
+                if ms:
+                    scores = metrics[q].evaluate_many(setup.model, x, y,
+                                                      {m: maps[m] for m in ms})
+                    for m in ms:
+                        store.add(m, table2_metric_name(q), idx.tolist(),
+                                  scores[m].tolist())
+        res: dict[str, dict[str, tuple[float, float]]] = {m: {} for m in METHODS}
+        for q in s.q_values:
+            for m, v in method_means(store, table2_metric_name(q)).items():
+                res[m][pct(q)] = v
+    return res
+
+
+def roar_recipe(epochs: int):
+    """Section 4.3's optimiser: Adam, lr 3e-4, constant (no schedule, no weight decay, no
+    augmentation: the paper names none), batch 128, for ``epochs`` epochs."""
+    from ..train import Recipe
+
+    return Recipe(optimizer="adam", lr=3e-4, weight_decay=0.0, epochs=epochs,
+                  schedule="step", milestones=(), augment=False)
+
+
+def figure5(s: Settings, out: Path, device: str, data_dir: str | None,
+            progress: bool) -> dict[str, dict[str, float]]:
+    """ROAR (section 4.3) on the ResNet8: per method (and ``random``, ``baseline``) and
+    removal percentage (key ``"10"`` ..; ``"0"`` for the baseline) the test accuracy (%),
+    mean over seeds, from the resumable :func:`attrlab.metrics.roar.roar` run in ``out`` on
+    the first ``s.roar_train`` / ``s.roar_test`` training / test images (the CIFAR-10 loader
+    deals the classes out in turn, so these are class-balanced)."""
+    from ...data import load_dataset
+    from ...methods import get as get_method
+    from ...models import load_checkpoint
+    from ..roar import roar
+
+    model, meta = load_checkpoint(ROAR_MODEL)
+    model = model.to(device).eval()
+    train, test = (load_dataset(meta["dataset"], split, data_dir) for split in ("train", "test"))
+    opts = method_options(s.n_steps)
+    # roar() caches each method's maps by name: refuse a folder made with other options
+    options_file = out / "method_options.json"
+    if options_file.exists() and json.loads(options_file.read_text()) != opts:
+        raise ValueError(f"{out} holds ROAR results for other method options (see "
+                         f"{options_file}); use another output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    options_file.write_text(json.dumps(opts, indent=1))
+    factories = {m: (lambda mdl, m=m: get_method(m, mdl, **opts.get(m, {}))) for m in METHODS}
+    rows = roar(model, train, test, factories, fractions=s.roar_fractions,
+                recipe=roar_recipe(s.roar_epochs), seeds=(0,), out_dir=out,
+                subset=(s.roar_train, s.roar_test), progress=progress, batch_size=128,
+                fit_options={"device": device, "channels_last": True})
+    acc: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        acc.setdefault(r["method"], {}).setdefault(pct(r["fraction"]), []).append(
+            100.0 * r["accuracy"])
+    return {m: {f: sum(v) / len(v) for f, v in d.items()} for m, d in acc.items()}
+
+
+def figure2(ckpt: str, s: Settings, out: Path, device: str,
+            data_dir: str | None) -> tuple[dict[str, Any], Path]:
+    """Figure 2 on one model for the first ``s.fig2_images`` test images: the numbers of
+    :func:`noise_consistency` for FG, IG and DGA plus the predictions on both inputs, cached
+    in ``out/figure2.json`` (maps in ``out/maps.pt``); returns them and the PNG grid."""
+    from ...data import load_dataset
+    from ...methods import get as get_method
+    from ...models import load_checkpoint
+    from ...viz import denormalize, plot_grid
+
+    key = {"checkpoint": ckpt, "images": s.fig2_images, "sigma": s.noise_sigma, "seed": 0,
+           "methods": list(FIGURE2_METHODS), "options": method_options(s.n_steps)}
+    cache, maps_file, png = out / "figure2.json", out / "maps.pt", out / "figure2.png"
+    model, meta = load_checkpoint(ckpt)
+    model = model.to(device).eval()
+    data = load_dataset(meta["dataset"], "test", data_dir)
+    x, y = data.tensors(torch.arange(min(s.fig2_images, len(data))))
+    saved = json.loads(cache.read_text()) if cache.exists() else None
+    if saved and saved.get("key") == json.loads(json.dumps(key)) and maps_file.exists():
+        res = saved
+        maps = torch.load(maps_file, weights_only=True)
+    else:
+        x_noisy = add_pixel_noise(x, s.noise_sigma, meta["std"], seed=0)
+        opts = method_options(s.n_steps)
+        methods = {m: get_method(m, model, **opts.get(m, {})) for m in FIGURE2_METHODS}
+        xd, yd, nd = x.to(device), y.to(device), x_noisy.to(device)
+        scores, pairs = noise_consistency(model, methods, xd, yd, nd)
+        with torch.no_grad():
+            pred = model(xd).argmax(1).tolist()
+            pred_noisy = model(nd).argmax(1).tolist()
+        res = {"key": key, "labels": y.tolist(), "pred_clean": pred, "pred_noisy": pred_noisy,
+               "scores": scores}
+        maps = {"x_noisy": x_noisy}
+        for m, (a, b) in pairs.items():
+            maps[f"{m}_clean"], maps[f"{m}_noisy"] = a, b
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(maps, maps_file)
+        cache.write_text(json.dumps(res, indent=1))
+    if not png.exists():
+        grid = {}
+        for m in FIGURE2_METHODS:
+            grid[LABELS[m]] = maps[f"{m}_clean"]
+            grid[f"{LABELS[m]} +noise"] = maps[f"{m}_noisy"]
+        signed = {k: k.startswith("IG") for k in grid}
+        classes = meta.get("classes") or [str(i) for i in range(meta["num_classes"])]
+        rows = [f"{classes[t]} / {classes[p]}, {classes[q]}"
+                for t, p, q in zip(res["labels"], res["pred_clean"], res["pred_noisy"])]
+        plot_grid(denormalize(x, meta["mean"], meta["std"]), grid, signed, rows, png,
+                  title=f"{ckpt}: maps of x and x + N(0, {s.noise_sigma}^2) "
+                        "(rows: true / pred, pred noisy)")
+    return res, png
+
+
+# ------------------------------------------------------------------------------------------
+# report sections
+# ------------------------------------------------------------------------------------------
+
+
+def _table1_section(t1: dict[str, dict[str, Any]], plots: dict[str, str]) -> str:
+    head = ["model (paper's)", "metric"] + [LABELS[m] for m in METHODS]
+    rows, wins = [], []
+    for ckpt, res in t1.items():
+        paper_model = PAPER_MODEL.get(ckpt)
+        for k, better in (("lerf", True), ("morf", False)):
+            means = {m: res[k].get(m, (math.nan, math.nan))[0] for m in METHODS}
+            paper = PAPER_TABLE1[k].get(paper_model or "", {})
+            best = best_method(means, better)
+            wins.append(f"{ckpt} {METRIC_LABELS[k]}: {LABELS[best] if best else '-'}")
+            arrow = "higher" if better else "lower"
+            rows.append([f"{ckpt} ({paper_model or 'none'})",
+                         f"{METRIC_LABELS[k]} ({arrow} better)"]
+                        + [cell(means[m], paper.get(m), bold=m == best) for m in METHODS])
+    text = ("### Table 1: pixel perturbation, MoRF and LeRF AUC (section 4.1)\n\n"
+            "Mean AUC over the test images; ours (paper's in brackets, ImageNet), our best per "
+            "row in bold. The paper finds DGA best in every row. Best here: "
+            + "; ".join(wins) + ".\n\n" + markdown_table(head, rows))
+    if plots:
+        text += "\n\n" + "\n".join(f"![{name}]({png})" for name, png in plots.items())
+    return text
+
+
+def _table2_section(t2: dict[str, dict[str, dict[str, tuple[float, float]]]],
+                    s: Settings, plots: dict[str, str]) -> str:
+    cols = [pct(q) for q in s.q_values]
+    parts = [("### Table 2: Sensitivity-n, 14x14 patch masks (section 4.2)\n\n"
+             f"Mean Pearson correlation over the test images of the attribution sum of the "
+             f"removed patches and the drop of the target logit, {s.n_subsets} random masks "
+             f"per image removing q % of the 14x14 patches (set to zero); ours (paper's "
+             "ResNet-18 in brackets), our best per column in bold. The paper finds DGA best "
+             "at every q.")]
+    if not t2:
+        parts.append(f"Not run: Table 2 is reported for {', '.join(TABLE2_MODELS)} (the "
+                     "paper's ResNet-18) only, which is not among the models.")
+    for ckpt, res in t2.items():
+        best = {c: best_method({m: res[m].get(c, (math.nan,))[0] for m in METHODS}, True)
+                for c in cols}
+        rows = []
+        for m in METHODS:
+            paper = dict(zip(map(pct, Q_VALUES), PAPER_TABLE2[m]))
+            rows.append([LABELS[m]] + [cell(res[m].get(c, (math.nan,))[0], paper.get(c),
+                                            bold=best[c] == m) for c in cols])
+        parts.append(f"{ckpt}:\n\n" + markdown_table(["method"] + [f"q={c}%" for c in cols],
+                                                      rows))
+        if ckpt in plots:
+            parts.append(f"![Table 2, {ckpt}]({plots[ckpt]})")
+    return "\n\n".join(parts)
+
+
+def _figure5_section(f5: dict[str, dict[str, float]], s: Settings, png: str) -> str:
+    cols = [pct(f) for f in s.roar_fractions]
+    methods = [m for m in f5 if m != "baseline"]
+    best = {c: best_method({m: f5[m].get(c, math.nan) for m in methods if m != "random"},
+                           higher_is_better=False) for c in cols}
+    rows = [[LABELS.get(m, m)] + [cell(f5[m].get(c), digits=1, bold=best[c] == m)
+                                  for c in cols] for m in methods]
+    base = f5.get("baseline", {}).get("0")
+    noise = ""
+    if base is not None and s.roar_test > 0:
+        p = base / 100
+        se = 100 * math.sqrt(p * (1 - p) / s.roar_test)
+        noise = (f" Noise: with {s.roar_test} test images the test sampling alone gives an "
+                 f"accuracy near the baseline a binomial standard error of about {se:.1f} "
+                 f"points, so differences below about {2 * se:.0f} points are within noise; "
+                 "the spread over training seeds (one seed here) comes on top.")
+    wins = "; ".join(f"{c} %: {LABELS.get(best[c], '-')}" for c in cols)
+    return ("### Figure 5: ROAR on the ResNet8 (section 4.3)\n\n"
+            f"Test accuracy (%) of a ResNet8 retrained from scratch on CIFAR-10 images whose "
+            f"top-k % pixels (channel-summed attribution of the shipped ResNet8, true label) "
+            f"are replaced by the image's channel mean, tested on the same removal; lower is "
+            f"better, the lowest per column (random excluded) in bold: {wins}. Reduced "
+            f"budget: first {s.roar_train} training and {s.roar_test} test images "
+            f"(the loader deals the classes out in turn), {s.roar_epochs} epoch(s), Adam lr "
+            f"3e-4, batch 128, one seed; no removal: {fmt(base)} %. Our retrained model is "
+            f"the ResNet8, not the paper's 6-conv + "
+            f"3-linear CNN.{noise} " + PAPER_FIGURE5_TEXT + "\n\n"
+            + markdown_table(["method"] + [f"{c}%" for c in cols], rows)
+            + f"\n\n![Figure 5]({png})")
+
+
+def _figure2_section(f2: dict[str, dict[str, Any]], s: Settings,
+                     pngs: dict[str, str]) -> str:
+    parts = [("### Figure 2: maps under Gaussian input noise (section 3.1)\n\n"
+             f"First {s.fig2_images} test images x and x + eps, eps ~ N(0, sigma^2) per pixel "
+             f"and channel with sigma = {s.noise_sigma} in [0, 1] pixel units (the paper does "
+             "not give its sigma); the maps explain the true label in both. SSIM between the "
+             "two maps (channel sum, max-abs normalised, 7x7 window; 1 = identical) and the "
+             "MoRF / LeRF AUC of each map on its own input, means over the images. The paper "
+             "shows FG's map changing under the noise while IG's and DGA's stay consistent, "
+             "and FG's pixel perturbation scores getting worse.")]
+    head = ["method", "SSIM (clean vs noisy)", "MoRF clean", "MoRF noisy", "LeRF clean",
+            "LeRF noisy"]
+    for ckpt, res in f2.items():
+        rows = []
+        for m in FIGURE2_METHODS:
+            sc = res["scores"][m]
+            m_ssim, se = mean_sem(sc["ssim"])
+            rows.append([LABELS[m], f"{fmt(m_ssim, 3)} ± {fmt(se, 3)}"]
+                        + [fmt(mean_sem(sc[k])[0], 3) for k in
+                           ("morf_clean", "morf_noisy", "lerf_clean", "lerf_noisy")])
+        same = sum(p == q for p, q in zip(res["pred_clean"], res["pred_noisy"]))
+        parts.append(f"{ckpt} (prediction unchanged by the noise on {same} of "
+                     f"{len(res['pred_clean'])} images):\n\n" + markdown_table(head, rows)
+                     + f"\n\n![Figure 2, {ckpt}]({pngs[ckpt]})")
+    return "\n\n".join(parts)
+
+
+# ------------------------------------------------------------------------------------------
+# entry point
+# ------------------------------------------------------------------------------------------
+
+
+def evaluated_images(ckpt: str, limit: int, data_dir: str | None) -> str:
+    """Which classes the first ``limit`` test images of ``ckpt``'s data set hold."""
+    from ...data import load_dataset
+    from ...models import load_checkpoint
+
+    _, meta = load_checkpoint(ckpt)
+    data = load_dataset(meta["dataset"], "test", data_dir)
+    classes = meta.get("classes") or [str(i) for i in range(meta["num_classes"])]
+    return label_summary(data.labels[:limit], classes)
+
+
+def _series(curves: Mapping[str, tuple[list[float], list[float]]]) -> dict[str, tuple]:
+    return {LABELS[m]: curves[m] for m in METHODS if m in curves}
+
+
+PARTS = ("table1", "table2", "figure2", "figure5")
+
+
+def parse_parts(only: Sequence[str] | str | None, roar: bool = True) -> tuple[str, ...]:
+    """The experiments to run: ``only`` (names of :data:`PARTS`, a sequence or a
+    comma-separated string; None: all), without ``figure5`` when ``roar`` is False."""
+    if only is None:
+        parts = list(PARTS)
+    else:
+        parts = [p.strip() for p in only.split(",")] if isinstance(only, str) else list(only)
+        unknown = [p for p in parts if p not in PARTS]
+        if not parts or unknown:
+            raise ValueError(f"only must name experiments among {', '.join(PARTS)}, got "
+                             f"{only!r}")
+    return tuple(p for p in PARTS if p in parts and (roar or p != "figure5"))
+
+
+def parse_q_values(q_values: Sequence[float] | str) -> tuple[float, ...]:
+    """Table 2's q as fractions in (0, 1], from a number, a sequence or a string such as
+    ``"0.1,0.5"``."""
+    if isinstance(q_values, (int, float)) and not isinstance(q_values, bool):
+        q_values = [q_values]  # --option q_values=0.5 arrives as a number
+    qs = q_values.split(",") if isinstance(q_values, str) else q_values
+    try:
+        qs = tuple(float(q) for q in qs)
+    except (TypeError, ValueError):
+        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}") from None
+    if not qs or not all(0 < q <= 1 for q in qs):
+        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}")
+    return qs
+
+
+def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
+    """The ``results.json`` of an earlier call in ``out`` ({} if none), refused when it was
+    made with other settings (Table 2's q values may differ: they accumulate). A record
+    older than the ``calls`` list gets one entry for all it holds, its device unrecorded."""
+    path = out / "results.json"
+    if not path.exists():
+        return {}
+    record = json.loads(path.read_text())
+    same = {k: v for k, v in json.loads(json.dumps(asdict(s))).items() if k != "q_values"}
+    old = {k: v for k, v in record.get("settings", {}).items() if k != "q_values"}
+    if old != same or bool(record.get("quick")) != quick:
+        raise ValueError(f"{path} holds results of other settings ({old}, quick="
+                         f"{record.get('quick')}); use another output folder")
+    if "calls" not in record:  # made before calls were recorded: one entry says so
+        present = [p for p in PARTS if record.get(p)]
+        record["calls"] = [{"parts": present, "models": record.get("models", []),
+                            "device": "a device not recorded",
+                            "q_values": (record.get("settings", {}).get("q_values")
+                                         if "table2" in present else None),
+                            "finished": "time not recorded", "torch": "not recorded"}]
+    return record
+
+
+def _calls_text(calls: Sequence[Mapping[str, Any]]) -> str:
+    """The report's line on which calls made the numbers (``results.json``'s ``calls``)."""
+    if not calls:
+        return "Made by calls that recorded no details."
+    items = []
+    for c in calls:
+        what = ", ".join(p if p != "table2" or not c.get("q_values") else
+                         "table2 (q = " + "/".join(map(pct, c["q_values"]))
+                         + " %)" for p in c["parts"])
+        items.append(f"{what} on {c['device']} ({c['finished']}, torch {c['torch']})")
+    return "Made by these calls, in order (a later one replaces what it recomputes): " + \
+        "; ".join(items) + "."
+
+
+def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: str | None = None,
+              quick: bool = False, roar: bool = True, progress: bool = True,
+              models: Sequence[str] = ("cifar10_resnet8", "cifar10_nib_vgg16", "mnist_cnn"),
+              q_values: Sequence[float] | str | None = None,
+              only: Sequence[str] | str | None = None) -> Path:
+    """Run paper 04's experiments (module docstring: Tables 1-2, Figures 2 and 5) into
+    ``out`` and return the path of ``REPORT.md`` (``results.json`` and PNG plots beside it).
+
+    ``limit``: first test images of Tables 1 and 2 (and ROAR's test set); ``models``: shipped
+    checkpoints for Table 1 and Figure 2 (Table 2 runs on those of :data:`TABLE2_MODELS`);
+    ``roar``: run Figure 5 (ROAR on the ResNet8, the slowest part); ``quick``: tiny settings
+    (:func:`settings`) to check the pipeline; ``q_values``: Table 2's q (fractions in (0, 1],
+    a sequence or a comma-separated string such as ``"0.1,0.3,0.5"``; default 10..90 %), the
+    way to shorten Table 2, its costliest part; ``only``: the experiments of :data:`PARTS`
+    to run (e.g. ``"table2,figure5"``; default all).
+
+    The report is made from ``out/results.json``, which accumulates: experiments, models and
+    q values not run in this call are kept from earlier calls in ``out`` (with the same
+    settings; other settings are refused), so a long reproduction can be split into parts
+    and over machines (copy the folder). Everything resumes where it stopped."""
+    out = Path(out)
+    models = [models] if isinstance(models, str) else list(models)
+    if not models:
+        raise ValueError("models must name at least one checkpoint")
+    parts = parse_parts(only, roar)
+    s = settings(limit, quick)
+    if q_values is not None:
+        s = replace(s, q_values=parse_q_values(q_values))
+    record = load_record(out, s, quick)
+    union = list(dict.fromkeys(record.get("models", []) + models))
+    evaluated = dict(record.get("evaluated_images", {}))
+    evaluated.update({c: evaluated_images(c, s.limit, data_dir) for c in models
+                      if c not in evaluated})  # the record has the same limit
+    plots: dict[str, str] = {}
+
+    t1 = dict(record.get("table1", {}))
+    t1_curves = dict(record.get("table1_curves", {}))
+    if "table1" in parts:
+        for ckpt in models:
+            res = table1(ckpt, s, out / f"table1_{ckpt}", device, data_dir, progress)
+            t1[ckpt] = {k: res[k]["auc"] for k in PIXEL_PERTURBATION}
+            t1_curves[ckpt] = {k: res[k]["curve"] for k in PIXEL_PERTURBATION}
+    t1_plots = {}
+    for ckpt in t1_curves:
+        for k in PIXEL_PERTURBATION:
+            png = plot_lines(_series(t1_curves[ckpt][k]), out / f"table1_{ckpt}_{k}.png",
+                             f"{METRIC_LABELS[k]}, {ckpt}", "fraction of pixels removed",
+                             "softmax probability of the label")
+            t1_plots[f"{METRIC_LABELS[k]} {ckpt}"] = png.name
+    plots.update(t1_plots)
+
+    t2 = {c: {m: dict(v) for m, v in r.items()} for c, r in record.get("table2", {}).items()}
+    if "table2" in parts:
+        for ckpt in (m for m in models if m in TABLE2_MODELS):
+            for m, per_q in table2(ckpt, s, out / f"table2_{ckpt}", device, data_dir,
+                                   progress).items():
+                t2.setdefault(ckpt, {}).setdefault(m, {}).update(per_q)
+    measured = {k for r in t2.values() for per_q in r.values() for k in per_q}
+    q_all = tuple(sorted({round(100 * q) for q in s.q_values} | {int(k) for k in measured}))
+    s_report = replace(s, q_values=tuple(q / 100 for q in q_all))
+    t2_plots = {}
+    for ckpt, res in t2.items():
+        series = {}
+        for m in METHODS:
+            qs = [q for q in q_all if f"{q}" in res.get(m, {})]
+            series[LABELS[m]] = (qs, [res[m][f"{q}"][0] for q in qs])
+        t2_plots[ckpt] = plot_lines(series, out / f"table2_{ckpt}.png",
+                                    f"Sensitivity-n, {ckpt}", "q (% of patches removed)",
+                                    "Pearson r").name
+    plots.update({f"table2 {k}": v for k, v in t2_plots.items()})
+
+    f2 = dict(record.get("figure2", {}))
+    f2_plots = {c: record["plots"][f"figure2 {c}"] for c in f2
+                if f"figure2 {c}" in record.get("plots", {})}
+    if "figure2" in parts:
+        for ckpt in models:
+            res, png = figure2(ckpt, s, out / f"figure2_{ckpt}", device, data_dir)
+            f2[ckpt] = {k: v for k, v in res.items() if k != "key"}
+            f2_plots[ckpt] = str(png.relative_to(out))
+    plots.update({f"figure2 {k}": v for k, v in f2_plots.items()})
+
+    f5 = record.get("figure5")
+    if "figure5" in parts:
+        f5 = figure5(s, out / f"figure5_roar_{ROAR_MODEL}", device, data_dir, progress)
+    if f5:
+        cols = [round(100 * f) for f in s.roar_fractions]
+        series = {LABELS.get(m, m): (cols, [acc[f"{c}"] for c in cols])
+                  for m, acc in f5.items() if m != "baseline"}
+        plots["figure5"] = plot_lines(series, out / "figure5_roar.png", f"ROAR, {ROAR_MODEL}",
+                                      "% of pixels removed", "test accuracy (%)").name
+
+    calls = list(record.get("calls", []))
+    if parts:
+        calls.append({"parts": list(parts), "models": models, "device": device,
+                      "q_values": list(s.q_values) if "table2" in parts else None,
+                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "torch": str(torch.__version__)})
+    results: dict[str, Any] = {"settings": asdict(s_report), "methods": list(METHODS),
+                               "method_options": method_options(s.n_steps), "quick": quick,
+                               "models": union, "evaluated_images": evaluated,
+                               "table1": t1, "table1_curves": t1_curves, "table2": t2,
+                               "figure2": f2, "calls": calls}
+    if f5:
+        results["figure5"] = f5
+    results["plots"] = plots
+    shown = [c for c in union if c in t1 or c in t2 or c in f2]
+    sections = [
+        f"First {s.limit} test images per model{' (quick mode)' if quick else ''}; maps "
+        f"explain the true label. Methods: G*I, GBP, IG (zero baseline, {s.n_steps} "
+        f"Gauss-Legendre steps), FG, GIG (zero baseline, {s.n_steps} steps, fraction 0.25, "
+        f"max_dist 0.02), DGA (N = {s.n_steps}, q = {DGA_Q}, UFG local maps, eq. 12 mean). "
+        "The paper gives no IG/GIG step counts in its main text; they get DGA's budget of "
+        "gradient evaluations. Our models are small CIFAR-10 / MNIST networks, not the "
+        "paper's ImageNet models:\n\n"
+        + "\n".join(f"* {c}: {MODEL_NOTES.get(c, 'no counterpart in the paper.')} "
+                    f"The tables use its first {s.limit} test images: {evaluated.get(c, '?')}."
+                    for c in shown)
+        + ("\n\n**Caveat**: with so few test images not every class is represented; the "
+           "paper averages over the whole ImageNet validation set."
+           if any(evaluated.get(c, "").startswith("only") for c in shown) else "")
+        + "\n\n" + _calls_text(calls),
+        _table1_section(t1, t1_plots) if t1 else
+        "### Table 1: pixel perturbation\n\nNot run yet.",
+        _table2_section(t2, s_report, t2_plots),
+        _figure5_section(f5, s, plots["figure5"]) if f5 else
+        "### Figure 5: ROAR\n\nNot run (`roar=False` or not in `only`).",
+        _figure2_section(f2, s, f2_plots) if f2 else
+        "### Figure 2: maps under Gaussian input noise\n\nNot run yet.",
+    ]
+    return write_report(out, "Paper 04 reproduced: Distilled Gradient Aggregation (DGA)",
+                        sections, results)
+
+
+__all__ = [
+    "LABELS",
+    "METHODS",
+    "PAPER_TABLE1",
+    "PAPER_TABLE2",
+    "Settings",
+    "add_pixel_noise",
+    "best_method",
+    "cell",
+    "evaluated_images",
+    "figure2",
+    "figure5",
+    "label_summary",
+    "method_options",
+    "noise_consistency",
+    "parse_parts",
+    "parse_q_values",
+    "load_record",
+    "reproduce",
+    "roar_recipe",
+    "settings",
+    "table1",
+    "table2",
+]

@@ -1,0 +1,38 @@
+"""DeepLIFT with the rescale rule (Shrikumar et al. 2017)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...core.rules import NonlinearityRules
+from ..base import Attribution, register
+from ..gradient.integrated_gradients import BaselineMixin
+from .rule_gradient import rule_gradient
+
+
+@register
+class DeepLift(BaselineMixin, Attribution):
+    """DeepLIFT with the rescale rule (Shrikumar et al. 2017, eqs. 1-3 and section 3.5.1):
+    attributions (x - x') * m, m the chain of multipliers (f(x) - f(x'))/(x - x') through every
+    elementwise nonlinearity; max-pooling uses the cross-maximum rule that Captum uses.
+
+    Inputs and baselines go through the model as one batch [x; x'] (the model must keep the
+    batch in dimension 0 and not mix samples, e.g. eval-mode BatchNorm). Summation-to-delta
+    holds: sum(attributions) = f_t(x) - f_t(x').
+    """
+
+    name = "deeplift"
+
+    def __init__(self, model: nn.Module, eps: float = 1e-10) -> None:
+        super().__init__(model)
+        self.eps = eps
+
+    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any = None) -> Tensor:
+        base = self._baselines(inputs, baselines).expand_as(inputs)
+        both = torch.cat([inputs, base])
+        grad, _ = rule_gradient(self, NonlinearityRules("rescale", eps=self.eps), both,
+                                target.repeat(2))
+        return (inputs - base) * grad[: inputs.shape[0]]

@@ -1,0 +1,20 @@
+"""Guided Backpropagation (Springenberg et al. 2014)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ...core.rules import NonlinearityRules
+from ..base import Attribution, register
+from .rule_gradient import rule_gradient
+
+
+@register
+class GuidedBackprop(Attribution):
+    """Guided Backpropagation (Springenberg et al. 2014, eq. in section 3.4): at every ReLU
+    the backward signal is R_l = (x_l > 0) * (R_{l+1} > 0) * R_{l+1}."""
+
+    name = "gbp"
+
+    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
+        return rule_gradient(self, NonlinearityRules("guided"), inputs, target)[0]

@@ -1,0 +1,79 @@
+"""Grad-CAM (Selvaraju et al. 2017)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...core.checks import check_target_range, get_module
+from ...core.hooks import capture_outputs
+from ..base import Attribution, register
+
+
+def upsample_to(maps: Tensor, inputs: Tensor, align_corners: bool = False) -> Tensor:
+    """Bilinearly (linearly for 1-D) resize (N, 1, h, w) maps to the input's spatial size."""
+    size = inputs.shape[2:]
+    if maps.shape[2:] == size:
+        return maps
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+    return F.interpolate(maps, size=size, mode=mode, align_corners=align_corners)
+
+
+@register
+class GradCAM(Attribution):
+    """Grad-CAM (Selvaraju et al. 2017, eqs. 1-2): with A^k the maps of ``layer``,
+    alpha_k = mean_{ij} d f_t / d A^k_ij and L = ReLU(sum_k alpha_k A^k).
+
+    ``layer`` is a module or its dotted name (``"layer4"``). :meth:`layer_attribute` returns
+    the layer-shaped map (N, 1, h, w) (Captum's ``LayerGradCam``); :meth:`attribute` upsamples
+    it bilinearly to the input size and broadcasts it over the input channels.
+    ``relu_attributions=False`` keeps the signed map (Captum's default).
+    """
+
+    name = "gradcam"
+    signed = False
+
+    def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
+                 relu_attributions: bool = True) -> None:
+        super().__init__(model)
+        if layer is None:
+            layer = last_conv_name(model)
+        self.layer = get_module(model, layer)
+        self.relu_attributions = relu_attributions
+        self.signed = not relu_attributions
+
+    def layer_attribute(self, inputs: Tensor, target=None) -> Tensor:
+        """The Grad-CAM map at the layer's resolution, shape (N, 1, h, w)."""
+        return self.guarded(inputs, target, lambda x, t: self._attribute(x, t, _layer=True))
+
+    def _attribute(self, inputs: Tensor, target: Tensor, _layer: bool = False) -> Tensor:
+        with torch.enable_grad(), capture_outputs({"layer": self.layer}) as rec:
+            # inputs must require grad: the parameters do not, inside model_guard
+            out = self.forward(inputs.detach().requires_grad_(True))
+            acts = rec["layer"]
+            if len(acts) != 1:
+                raise ValueError(f"Grad-CAM layer was called {len(acts)} times in one forward "
+                                 "pass; choose a layer that runs once")
+            check_target_range(target, out.shape[1])
+            sel = out.gather(1, target.view(-1, 1)).squeeze(1)
+            (grad,) = torch.autograd.grad(sel.sum(), acts[0])
+        a = acts[0].detach()
+        if a.dim() < 3:
+            raise ValueError(f"Grad-CAM needs a layer with spatial maps (N, C, ...); "
+                             f"got output shape {tuple(a.shape)}")
+        weights = grad.flatten(2).mean(2).view(a.shape[:2] + (1,) * (a.dim() - 2))
+        cam = (weights * a).sum(1, keepdim=True)
+        if self.relu_attributions:
+            cam = cam.clamp(min=0)
+        if _layer:
+            return cam
+        return upsample_to(cam, inputs).expand_as(inputs)
+
+
+def last_conv_name(model: nn.Module) -> str:
+    """Name of the last Conv module, Grad-CAM's usual layer."""
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    if not names:
+        raise ValueError("the model has no convolution; pass layer= explicitly")
+    return names[-1]

@@ -1,0 +1,21 @@
+"""Gradient x Sign-of-Input, GxSI (paper 01, eq. 13)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..base import Attribution, register, target_gradient
+
+
+@register
+class GradientXSignOfInput(Attribution):
+    """Gradient x Sign-of-Input, GxSI (paper 01, eq. 13): sign(x) * d f_t / d x.
+
+    The gradient is the signed gradient of the target logit (not its absolute value).
+    """
+
+    name = "gxsi"
+
+    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
+        grad, _ = target_gradient(self.forward, inputs, target)
+        return grad * inputs.sign()
