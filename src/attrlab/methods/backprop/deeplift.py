@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...core.rules import NonlinearityRules
+from ...core.rules import Composite, NonlinearityRules, deeplift_composite
 from ..base import Attribution, register
 from ..gradient.integrated_gradients import BaselineMixin
 from .rule_gradient import rule_gradient
@@ -21,18 +21,25 @@ class DeepLift(BaselineMixin, Attribution):
 
     Inputs and baselines go through the model as one batch [x; x'] (the model must keep the
     batch in dimension 0 and not mix samples, e.g. eval-mode BatchNorm). Summation-to-delta
-    holds: sum(attributions) = f_t(x) - f_t(x').
+    holds, sum(attributions) = f_t(x) - f_t(x'), when every nonlinearity has an exact rule.
+
+    ``composite`` replaces the rules (default :func:`~attrlab.core.rules.deeplift_composite`:
+    rescale for elementwise functions, the max-pool rule, a path-averaged Jacobian for softmax
+    and the Shapley split for products of two activations; fused RNNs/attention and
+    per-sample normalisations are refused with a ``ValueError``).
     """
 
     name = "deeplift"
 
-    def __init__(self, model: nn.Module, eps: float = 1e-10) -> None:
+    def __init__(self, model: nn.Module, eps: float = 1e-10,
+                 composite: Composite | None = None) -> None:
         super().__init__(model)
         self.eps = eps
+        self.composite = deeplift_composite(eps) if composite is None else composite
 
     def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any = None) -> Tensor:
         base = self._baselines(inputs, baselines).expand_as(inputs)
         both = torch.cat([inputs, base])
-        grad, _ = rule_gradient(self, NonlinearityRules("rescale", eps=self.eps), both,
+        grad, _ = rule_gradient(self, NonlinearityRules(self.composite), both,
                                 target.repeat(2))
         return (inputs - base) * grad[: inputs.shape[0]]

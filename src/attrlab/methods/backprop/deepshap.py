@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.checks import check_batch_size, check_like
+from ...core.rules import Composite, deeplift_composite
 from ..base import Attribution, chunks, register
 from .deeplift import DeepLift
 
@@ -18,15 +19,19 @@ class DeepLiftShap(Attribution):
     distribution of baselines, phi(x) = mean_j DeepLIFT(x; x'_j).
 
     ``baselines`` is a (B, ...) batch of reference samples; every input is paired with every
-    baseline (N * B rows, processed ``internal_batch_size`` rows at a time).
+    baseline (N * B rows, processed ``internal_batch_size`` rows at a time). ``composite``
+    replaces DeepLIFT's rules (see :class:`DeepLift`).
     """
 
     name = "deepshap"
 
     def __init__(self, model: nn.Module, eps: float = 1e-10,
-                 internal_batch_size: int | None = None) -> None:
+                 internal_batch_size: int | None = None,
+                 composite: Composite | None = None) -> None:
         super().__init__(model)
-        self.deeplift = DeepLift(model, eps=eps)
+        if composite is None:
+            composite = deeplift_composite(eps, who="deepshap")
+        self.deeplift = DeepLift(model, eps=eps, composite=composite)
         self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
 
     def _check_baselines(self, inputs: Tensor, baselines: Any) -> Tensor:

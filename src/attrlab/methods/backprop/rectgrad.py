@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ...core.rules import NonlinearityRules
+from ...core.rules import NonlinearityRules, rectgrad_composite
 from ..base import Attribution, register
 from .rule_gradient import rule_gradient
 
@@ -24,5 +24,5 @@ class RectGrad(Attribution):
         self.q = q
 
     def _attribute(self, inputs: Tensor, target: Tensor, q: float | None = None) -> Tensor:
-        rule = NonlinearityRules("rectified", q=self.q if q is None else q)
+        rule = NonlinearityRules(rectgrad_composite(self.q if q is None else q))
         return rule_gradient(self, rule, inputs, target)[0] * inputs
