@@ -80,6 +80,8 @@ SPELLINGS = {
     "torch.sqrt": (torch.sqrt, True),
     "Tensor.square": (Tensor.square, False),
     "abs": (abs, False),
+    "x ** 3": (lambda h: h ** 3, False),
+    "torch.pow(x, 2)": (lambda h: torch.pow(h, 2), False),
 }
 
 
@@ -176,6 +178,10 @@ def test_deeplift_mobilenet_v3_summation_to_delta(mobilenet):
     err = relative_delta(mobilenet, deeplift_composite().without("mul"), x, b, t)
     print(f"without the product rule: {err:.3g}")
     assert err > 1e-2
+    # GBP / RectGrad apply their rule at the ReLUs and run
+    for name in ("gbp", "rectgrad"):
+        out = call(name, mobilenet, x, t)
+        assert out.shape == x.shape and torch.isfinite(out).all() and out.abs().max() > 0
 
 
 def test_deeplift_mobilenet_v2_relu6_summation_to_delta():
@@ -228,6 +234,21 @@ def test_softmax_rule_completeness_at_the_end(out_act):
     assert e1 > 1e-4 and e32 < 1e-6
     # without a rule the plain gradient is far off
     assert relative_delta(m, deeplift_composite().without("softmax", "log_softmax"), x, b, t) > 1e-2
+
+
+def test_gbp_keeps_the_softmax_gradient():
+    """GBP's rule is at the ReLUs only: through a final softmax the backward signal is the
+    softmax gradient p_t (e_t - p), then guided at the ReLU (Springenberg et al. 2014)."""
+    torch.manual_seed(18)
+    m = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 4), nn.Softmax(1)).double()
+    x = torch.randn(3, 5, dtype=torch.float64)
+    t = torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        h = m[0](x)
+        p = m(x)
+        dz = p.gather(1, t.view(-1, 1)) * (F.one_hot(t, 4).double() - p)
+        expect = ((h > 0) * (dz @ m[2].weight).clamp(min=0)) @ m[0].weight
+    torch.testing.assert_close(call("gbp", m, x, t), expect)
 
 
 def test_softmax_multiplier_is_the_path_averaged_jacobian():
@@ -403,8 +424,9 @@ def test_deeplift_refuses_per_sample_normalisation_and_input_divisors():
     x = torch.randn(3, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"deeplift: the model calls F\.layer_norm"):
         call("deeplift", ln, x, 0)
-    # GBP's rule is defined at ReLUs only: a LayerNorm is fine for it
-    assert call("gbp", ln, x, 0).shape == x.shape
+    # GBP's and RectGrad's rules are defined at ReLUs only: a LayerNorm is fine for them
+    for name in ("gbp", "rectgrad"):
+        assert call(name, ln, x, 0).shape == x.shape
     gn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.ReLU(), nn.Flatten(),
                        nn.Linear(4 * 4 * 4, 2)).double()
     with pytest.raises(ValueError, match=r"F\.group_norm"):
@@ -427,6 +449,22 @@ def test_deeplift_refuses_per_sample_normalisation_and_input_divisors():
 
     _, d = methods.get("deeplift", Scaled()).attribute(x, 1, return_convergence_delta=True)
     assert d.abs().max() < 1e-12
+
+
+def test_other_nonlinear_functions_take_their_gradient_and_are_approximate():
+    """Documented limitation: a reduction such as amax has no rule and is not refused;
+    summation-to-delta then fails, which return_convergence_delta shows."""
+
+    class AmaxHead(nn.Module):
+        def forward(self, x):
+            return torch.stack([x.amax(1), x.sum(1)], 1)
+
+    g = torch.Generator().manual_seed(17)
+    x = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    b = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    _, d = methods.get("deeplift", AmaxHead()).attribute(x, 0, baselines=b,
+                                                         return_convergence_delta=True)
+    assert d.abs().max() > 1e-3
 
 
 def test_softmax_over_the_batch_is_refused():

@@ -79,6 +79,9 @@ _ELEMENTWISE_SPELLINGS: dict[str, list[tuple[Func, Func, int]]] = {
     "sqrt": [(f, torch.sqrt, 0) for f in (torch.sqrt, Tensor.sqrt, torch.sqrt_, Tensor.sqrt_)],
     "square": [(f, torch.square, 0) for f in (torch.square, Tensor.square, torch.square_,
                                               Tensor.square_)],
+    # a power with a fixed exponent (a tensor exponent that depends on the input is refused)
+    "pow": [(f, torch.pow, 1) for f in (torch.pow, Tensor.pow, Tensor.pow_, Tensor.__pow__,
+                                        Tensor.__ipow__)],
     "abs": [(f, torch.abs, 0) for f in (torch.abs, Tensor.abs, torch.abs_, Tensor.abs_,
                                         Tensor.__abs__)],
 }
@@ -305,7 +308,7 @@ class Rescale(Rule):
     m * (x - x0) = f(x) - f(x0) for every element. Applies to the functions of
     ``_ELEMENTWISE`` (relu, sigmoid, tanh, elu, leaky_relu, gelu, silu, softplus, hardswish,
     hardsigmoid, relu6, hardtanh, mish, selu, celu, softsign, logsigmoid, exp, log, sqrt,
-    square, abs and their in-place spellings).
+    square, pow with a fixed exponent, abs and their in-place spellings).
     """
 
     def __init__(self, eps: float = 1e-10) -> None:
@@ -315,6 +318,8 @@ class Rescale(Rule):
         if func not in _ELEMENTWISE:
             raise ValueError(f"the rescale rule has no formula for {op_label(func)}")
         fn, keep = _ELEMENTWISE[func]
+        if not isinstance(args[0], Tensor):
+            raise ValueError(f"the rescale rule needs the input tensor first in {op_label(func)}")
         kwargs.pop("inplace", None)
         opts = tuple(args[1:1 + keep])
         if any(_needs_grad(a) for a in _flat((*opts, *kwargs.values()))):
