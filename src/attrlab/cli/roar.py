@@ -8,11 +8,11 @@ from collections import defaultdict
 import numpy as np
 
 from ..data import load_dataset
-from ..experiments.explain import default_baselines
+from ..experiments.fitting import fit_methods
 from ..experiments.roar import roar
 from ..experiments.train import PRESETS
 from ..methods import get
-from ..methods.options import split_options
+from ..methods.options import check_options
 from ..models import load_checkpoint
 from .common import UserError, parse_method_args, parse_methods
 
@@ -29,11 +29,14 @@ def cmd_roar(args: argparse.Namespace) -> int:
     options = parse_method_args(args.method_arg)
     factories = {}
     for m in parse_methods(args.methods):
-        ctor, call = split_options(m, options.get(m, {}))
-        if m == "deepshap" and "baselines" not in call:
-            call["baselines"] = default_baselines(train.tensors()[0][:1], meta, name,
-                                                  args.data_dir)[0]
-        factories[m] = (lambda mdl, m=m, ctor=ctor, call=call: get(m, mdl, **ctor).bind(**call))
+        opts = check_options(m, options.get(m, {}))
+
+        def factory(mdl, m=m, opts=opts):
+            method = get(m, mdl, **opts)
+            fit_methods({m: method}, train, f"the {name} train split")
+            return method
+
+        factories[m] = factory
     try:
         fractions = [float(f) for f in args.fractions.split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]

@@ -118,9 +118,9 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
     from .. import metrics as M
     from ..data import load_dataset
     from ..methods import available, get
-    from ..methods.options import split_options
+    from ..methods.options import check_options
     from ..models.loading import load_model
-    from .explain import default_baselines
+    from .fitting import fit_methods, reference_data
 
     if cfg.target not in ("label", "pred"):
         raise ValueError(f"target must be 'label' or 'pred', got {cfg.target!r}")
@@ -141,14 +141,11 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
     indices = torch.arange(n)
     notes: list[str] = []
     method_names = cfg.methods or available()
-    methods = {}
-    for m in method_names:
-        ctor, call = split_options(m, cfg.method_options.get(m, {}))
-        if m == "deepshap" and "baselines" not in call:
-            x0, _ = data.tensors(indices[:1])
-            call["baselines"], what = default_baselines(x0, meta, name, cfg.data_dir)
-            notes.append(f"deepshap baselines: {what}")
-        methods[m] = get(m, model, **ctor).bind(**call)
+    methods = {m: get(m, model, **check_options(m, cfg.method_options.get(m, {})))
+               for m in method_names}
+    if any(m.needs_data for m in methods.values()):
+        x0, _ = data.tensors(indices[:1])
+        notes += fit_methods(methods, *reference_data(x0, meta, name, cfg.data_dir))
     unknown_opts = set(cfg.method_options) - set(method_names)
     if unknown_opts:
         raise ValueError(f"method_options for methods not in the run: {sorted(unknown_opts)}")
@@ -205,14 +202,13 @@ def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False) -> Path:
             if cfg.target == "pred":
                 with torch.no_grad():
                     y = setup.model(x).argmax(1)
-            with torch.random.fork_rng():
-                torch.manual_seed(cfg.seed * 100003 + int(idx[0]))  # per-unit, resumable
-                attr = method.attribute(x, y)
-                for k in pending:
-                    scores, curve = evaluate(setup.metrics[k], setup.model, x, y, attr, method)
-                    curve_rows = None
-                    if curve is not None:
-                        curve_rows = (curve[0].tolist(), curve[1].tolist())
-                    store.add(name, k, idx.tolist(), scores.tolist(), curve_rows)
+            # per-unit seed, so a resumed or sharded run draws the same noise
+            attr = method.attribute(x, y, **method.seeded(cfg.seed * 100003 + int(idx[0])))
+            for k in pending:
+                scores, curve = evaluate(setup.metrics[k], setup.model, x, y, attr, method)
+                curve_rows = None
+                if curve is not None:
+                    curve_rows = (curve[0].tolist(), curve[1].tolist())
+                store.add(name, k, idx.tolist(), scores.tolist(), curve_rows)
         store.set_info("seconds_last_run", time.perf_counter() - started)
     return path

@@ -314,9 +314,9 @@ def table2(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
                 continue
             x, y = setup.dataset.tensors(idx)
             x, y = x.to(device), y.to(device)
-            with torch.random.fork_rng():
-                torch.manual_seed(cfg.seed * 100003 + int(idx[0]))  # as attrlab bench
-                maps = {m: setup.methods[m].attribute(x, y).detach() for m in needed}
+            seed = cfg.seed * 100003 + int(idx[0])  # as attrlab bench
+            maps = {m: setup.methods[m].attribute(x, y, **setup.methods[m].seeded(seed)).detach()
+                    for m in needed}
             for q, ms in pending.items():
                 if ms:
                     scores = metrics[q].evaluate_many(setup.model, x, y,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...core.rules import NonlinearityRules
-from ..base import Attribution, register
-from ..gradient.integrated_gradients import BaselineMixin
+from ..base import Attribution, Option, number_in, register
+from ..gradient.integrated_gradients import BASELINES, BaselineMixin
 from .rule_gradient import rule_gradient
 
 
@@ -25,14 +26,21 @@ class DeepLift(BaselineMixin, Attribution):
     """
 
     name = "deeplift"
+    reference = "Shrikumar et al. 2017"
 
-    def __init__(self, model: nn.Module, eps: float = 1e-10) -> None:
-        super().__init__(model)
-        self.eps = eps
+    options = {
+        "eps": Option(1e-10, number_in(0.0, math.inf), "|x - x'| below which the ordinary "
+                      "gradient is used"),
+        "baselines": BASELINES,
+    }
 
-    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any = None) -> Tensor:
+    @classmethod
+    def cost(cls, **options: Any) -> float:
+        return 2.0  # inputs and baselines in one batch
+
+    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any, eps: float) -> Tensor:
         base = self._baselines(inputs, baselines).expand_as(inputs)
         both = torch.cat([inputs, base])
-        grad, _ = rule_gradient(self, NonlinearityRules("rescale", eps=self.eps), both,
+        grad, _ = rule_gradient(self, NonlinearityRules("rescale", eps=eps), both,
                                 target.repeat(2))
         return (inputs - base) * grad[: inputs.shape[0]]

@@ -15,6 +15,7 @@ class GuidedBackprop(Attribution):
     the backward signal is R_l = (x_l > 0) * (R_{l+1} > 0) * R_{l+1}."""
 
     name = "gbp"
+    reference = "Springenberg et al. 2014, section 3.4"
 
     def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
         return rule_gradient(self, NonlinearityRules("guided"), inputs, target)[0]
