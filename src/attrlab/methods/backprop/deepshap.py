@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.checks import check_like
+from ...core.rules import Composite
 from ..base import (
     Attribution,
     Option,
@@ -30,6 +31,7 @@ class DeepLiftShap(Attribution):
     set (``n_baselines`` samples drawn with the given generator, default seed 0), restored by
     :meth:`load_state_dict`, or given as the ``baselines`` option, which wins. Every input is
     paired with every baseline (N * B rows, processed ``internal_batch_size`` rows at a time).
+    ``composite`` replaces DeepLIFT's rules (see :class:`DeepLift`).
     """
 
     name = "deepshap"
@@ -42,9 +44,11 @@ class DeepLiftShap(Attribution):
         "n_baselines": Option(16, positive_int, "reference samples drawn by fit"),
     }
 
-    def __init__(self, model: nn.Module, **options: Any) -> None:
+    def __init__(self, model: nn.Module, composite: Composite | None = None,
+                 **options: Any) -> None:
         super().__init__(model, **options)
-        self.deeplift = DeepLift(model, eps=self.defaults["eps"])
+        self.deeplift = DeepLift(model, composite=composite, eps=self.defaults["eps"])
+        self.deeplift.who = self.name  # refusals name the method the user called
         self.fitted_baselines: Tensor | None = None
 
     @classmethod

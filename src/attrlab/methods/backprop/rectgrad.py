@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ...core.rules import NonlinearityRules
+from ...core.rules import NonlinearityRules, rectgrad_composite
 from ..base import Attribution, Option, number_in, register
 from .rule_gradient import rule_gradient
 
@@ -30,5 +30,5 @@ class RectGrad(Attribution):
     options = {"q": Option(98.0, percentile, "percentile threshold of a * g per layer")}
 
     def _attribute(self, inputs: Tensor, target: Tensor, q: float) -> Tensor:
-        rule = NonlinearityRules("rectified", q=q)
+        rule = NonlinearityRules(rectgrad_composite(q))
         return rule_gradient(self, rule, inputs, target)[0] * inputs
