@@ -219,6 +219,21 @@ def test_text_layer_deeplift_agrees_with_captum_and_sums_to_delta():
           EXACT, "MeanText layer_deeplift hidden input")
 
 
+def test_layer_deeplift_and_a_fused_lstm():
+    """The rules act after the layer only: an LSTM after it is refused (its gates are fused,
+    as for ``deeplift``); one before it does not matter. At the input of the final Linear,
+    DeepLIFT is (a - a') * W_t exactly."""
+    m = _text(LSTMText)
+    with pytest.raises(ValueError, match="layer_deeplift: the model calls .*lstm"):
+        L.get("layer_deeplift", m, "embedding").attribute(IDS, T3, baselines=PAD)
+    attr, delta = L.get("layer_deeplift", m, "fc").attribute(
+        IDS, T3, baselines=PAD, attribute_to_layer_input=True, return_convergence_delta=True)
+    last = lambda ids: m.lstm(m.embedding(ids))[0][:, -1].detach()  # noqa: E731
+    expected = (last(IDS) - last(torch.full_like(IDS, PAD))) * m.fc.weight[T3].detach()
+    torch.testing.assert_close(attr, expected, rtol=0, atol=1e-15)
+    assert delta.abs().max() <= 1e-14
+
+
 @pytest.mark.parametrize("summation", [True, False])
 def test_gradcam_on_a_2d_layer_matches_captum(summation):
     """A (N, C) layer: the weights are the gradients themselves (no spatial mean); Captum's

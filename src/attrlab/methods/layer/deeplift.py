@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ...core.rules import NonlinearityRules
+from ...core.rules import Composite, NonlinearityRules, deeplift_composite
 from ..base import Option, number_in
 from .base import (
     BASELINES,
@@ -30,11 +30,13 @@ class LayerDeepLift(LayerBaselineMixin, LayerAttribution):
     (``multiply_by_inputs=False``: m itself), as Captum's ``LayerDeepLift``.
 
     Inputs and baselines go through the model as one batch [x; x'] with the rules of
-    :class:`~attrlab.methods.DeepLift` (every elementwise nonlinearity, max-pooling with the
-    cross-maximum rule; reused and in-place ReLUs are fine). Summation-to-delta,
-    sum(attributions) = f_t(x) - f_t(x'), holds when everything from the inputs to the output
-    passes through the layer. Nonlinearities fused inside a module's kernel (an ``nn.LSTM``'s
-    gates) get the plain gradient.
+    :class:`~attrlab.methods.DeepLift` (``composite``, default
+    :func:`~attrlab.core.rules.deeplift_composite`: every elementwise nonlinearity, max-pooling
+    with the cross-maximum rule, softmax, products; reused and in-place ReLUs are fine). The
+    rules act only after the layer (only there do tensors depend on the swapped activations),
+    so a fused ``nn.LSTM`` before the layer is fine and one after it is refused, as by
+    ``deeplift``. Summation-to-delta, sum(attributions) = f_t(x) - f_t(x'), holds when
+    everything from the inputs to the output passes through the layer.
     """
 
     name = "layer_deeplift"
@@ -46,6 +48,11 @@ class LayerDeepLift(LayerBaselineMixin, LayerAttribution):
         "multiply_by_inputs": MULTIPLY,
     }
 
+    def __init__(self, model: nn.Module, layer: str | nn.Module,
+                 composite: Composite | None = None, **options: Any) -> None:
+        super().__init__(model, layer, **options)
+        self.composite = composite
+
     @classmethod
     def cost(cls, **options: Any) -> float:
         return 2.0  # inputs and baselines in one batch
@@ -54,9 +61,11 @@ class LayerDeepLift(LayerBaselineMixin, LayerAttribution):
                    multiply_by_inputs: bool, attribute_to_layer_input: bool) -> Any:
         n = inputs.shape[0]
         base = layer_baselines(self.model, inputs, baselines)
+        composite = (deeplift_composite(eps, who=self.name) if self.composite is None
+                     else self.composite)
         grads, acts = self.gradients(torch.cat([inputs, base]), target.repeat(2),
                                      attribute_to_layer_input,
-                                     mode=NonlinearityRules("rescale", eps=eps))
+                                     mode=NonlinearityRules(composite))
         batch_first(acts, 2 * n, self.layer_name,
                     "input" if attribute_to_layer_input else "output", self.name)
         if multiply_by_inputs:
