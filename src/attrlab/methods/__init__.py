@@ -1,6 +1,8 @@
 """Attribution methods: a registry of Captum-style classes, one file per method in family
 folders (``gradient``, ``backprop``, ``cam``, ``aggregate``; ``perturbation``, ``optimisation``,
-``pruning`` and ``learned`` are the homes of the next families).
+``pruning`` and ``learned`` are the homes of the next families). Layer attributions (Captum's
+``Layer*``: results shaped like a layer's activations, not like the inputs) have their own
+registry in :mod:`attrlab.methods.layer`.
 
 >>> from attrlab import methods
 >>> methods.available()  # doctest: +SKIP
@@ -19,6 +21,13 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
+from .layer import (
+                    LayerDeepLift,
+                    LayerGradCam,
+                    LayerGradientXActivation,
+                    LayerIntegratedGradients,
+                    LayerSaliency,
+)
 
 __all__ = [
     "Attribution", "Option", "available", "get", "method_class", "register",
@@ -26,4 +35,6 @@ __all__ = [
     "IntegratedGradients", "NoiseTunnel", "GuidedBackprop", "RectGrad", "DeepLift",
     "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
+    "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
+    "LayerGradCam",
 ]

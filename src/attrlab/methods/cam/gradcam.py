@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...core.checks import check_target_range, get_module
-from ...core.hooks import capture_outputs
+from ...core.checks import get_module
 from ..base import Attribution, Option, boolean, register
+from ..layer.base import last_conv_name, layer_gradients, module_name
+from ..layer.gradcam import gradcam_map
+
+__all__ = ["GradCAM", "last_conv_name", "upsample_to"]
 
 
 def upsample_to(maps: Tensor, inputs: Tensor, align_corners: bool = False) -> Tensor:
@@ -31,13 +33,21 @@ class GradCAM(Attribution):
     the layer-shaped map (N, 1, h, w) (Captum's ``LayerGradCam``); :meth:`attribute` upsamples
     it bilinearly to the input size and broadcasts it over the input channels.
     ``relu_attributions=False`` keeps the signed map (Captum's default).
+    ``attribute_to_layer_input=True`` uses the layer's input instead of its output.
+
+    A 2-D (N, C) layer (after pooling) has no spatial dimension to average: as Captum, alpha
+    is the gradient itself and the map is sum_k (d f_t / d A^k) A^k, shape (N, 1); the input
+    map is that number per sample, broadcast. A layer returning a tuple is refused (use
+    ``attrlab.methods.layer.LayerGradCam``, which gives one map per tensor).
     """
 
     name = "gradcam"
     signed = False
     reference = "Selvaraju et al. 2017, eqs. 1-2"
     input_kinds = ("image", "sequence")
-    options = {"relu_attributions": Option(True, boolean, "ReLU of the weighted sum (eq. 2)")}
+    options = {"relu_attributions": Option(True, boolean, "ReLU of the weighted sum (eq. 2)"),
+               "attribute_to_layer_input": Option(False, boolean, "Grad-CAM of the layer's "
+                                                  "input instead of its output")}
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
                  **options: Any) -> None:
@@ -45,42 +55,29 @@ class GradCAM(Attribution):
         if layer is None:
             layer = last_conv_name(model)
         self.layer = get_module(model, layer)
+        self.layer_name = layer if isinstance(layer, str) else module_name(model, self.layer)
         self.signed = not self.defaults["relu_attributions"]
 
     def layer_attribute(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
-        """The Grad-CAM map at the layer's resolution, shape (N, 1, h, w)."""
+        """The Grad-CAM map at the layer's resolution, shape (N, 1, h, w) ((N, 1) for a 2-D
+        layer)."""
         opts = self.resolve_options(options)
         return self.guarded(inputs, target,
                             lambda x, t: self._attribute(x, t, _layer=True, **opts))
 
     def _attribute(self, inputs: Tensor, target: Tensor, relu_attributions: bool,
-                   _layer: bool = False) -> Tensor:
-        with torch.enable_grad(), capture_outputs({"layer": self.layer}) as rec:
-            # inputs must require grad: the parameters do not, inside model_guard
-            out = self.forward(inputs.detach().requires_grad_(True))
-            acts = rec["layer"]
-            if len(acts) != 1:
-                raise ValueError(f"Grad-CAM layer was called {len(acts)} times in one forward "
-                                 "pass; choose a layer that runs once")
-            check_target_range(target, out.shape[1])
-            sel = out.gather(1, target.view(-1, 1)).squeeze(1)
-            (grad,) = torch.autograd.grad(sel.sum(), acts[0])
-        a = acts[0].detach()
-        if a.dim() < 3:
-            raise ValueError(f"Grad-CAM needs a layer with spatial maps (N, C, ...); "
-                             f"got output shape {tuple(a.shape)}")
-        weights = grad.flatten(2).mean(2).view(a.shape[:2] + (1,) * (a.dim() - 2))
-        cam = (weights * a).sum(1, keepdim=True)
-        if relu_attributions:
-            cam = cam.clamp(min=0)
+                   attribute_to_layer_input: bool, _layer: bool = False) -> Tensor:
+        grad, acts = layer_gradients(self, self.layer, self.layer_name, inputs, target,
+                                     attribute_to_layer_input)
+        if not isinstance(acts, Tensor):
+            where = "input" if attribute_to_layer_input else "output"
+            raise ValueError(f"Grad-CAM: the {where} of layer {self.layer_name!r} is a "
+                             f"{type(acts).__name__}, not one tensor; choose a submodule that "
+                             "returns a tensor, or use attrlab.methods.layer.LayerGradCam "
+                             "(one map per tensor)")
+        cam = gradcam_map(acts, grad, relu_attributions)
         if _layer:
             return cam
+        if cam.dim() == 2:  # a (N, C) layer: one number per sample
+            return cam.view(cam.shape + (1,) * (inputs.dim() - 2)).expand_as(inputs)
         return upsample_to(cam, inputs).expand_as(inputs)
-
-
-def last_conv_name(model: nn.Module) -> str:
-    """Name of the last Conv module, Grad-CAM's usual layer."""
-    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
-    if not names:
-        raise ValueError("the model has no convolution; pass layer= explicitly")
-    return names[-1]
