@@ -9,7 +9,7 @@ from attrlab import methods, viz
 from attrlab.cli import main
 from attrlab.cli.common import parse_method_args
 from attrlab.experiments.explain import NPZ_FIXED, default_baselines, load_samples
-from attrlab.methods.options import split_options
+from attrlab.methods.options import check_options
 from attrlab.models.loading import IMAGENET_MEAN, IMAGENET_STD, load_model
 
 CELL_PX = round(viz.CELL_INCHES * viz.DPI)
@@ -181,23 +181,22 @@ def test_help_mentions_every_option(capsys):
         assert opt in text, opt
 
 
-def test_split_options_by_signature():
-    assert split_options("ig", {"n_steps": 8, "baselines": 0.5}) == (
-        {"n_steps": 8}, {"baselines": 0.5})
-    assert split_options("gradcam", {"layer": 7}) == ({"layer": "7"}, {})  # a name, not an int
-    assert split_options("ig", {"internal_batch_size": "none"}) == (
-        {"internal_batch_size": None}, {})
-    # smoothgrad forwards unknown keys to its base method
-    assert split_options("smoothgrad", {"abs": False, "nt_samples": 3}) == (
-        {"abs": False, "nt_samples": 3}, {})
-    assert split_options("smoothgrad", {"base": "ig", "baselines": 0}) == (
-        {"base": "ig"}, {"baselines": 0})
+def test_check_options_by_declaration():
+    assert check_options("ig", {"n_steps": 8, "baselines": 0.5}) == {"n_steps": 8,
+                                                                    "baselines": 0.5}
+    assert check_options("gradcam", {"layer": 7}) == {"layer": "7"}  # a name, not an int
+    assert check_options("ig", {"internal_batch_size": "none"}) == {"internal_batch_size": None}
+    # smoothgrad passes keys it does not declare to its base method
+    assert check_options("smoothgrad", {"abs": False, "nt_samples": 3}) == {
+        "abs": False, "nt_samples": 3}
+    assert check_options("smoothgrad", {"base": "ig", "baselines": 0}) == {
+        "base": "ig", "baselines": 0}
     with pytest.raises(ValueError, match="base method saliency"):
-        split_options("smoothgrad", {"n_steps": 4})
+        check_options("smoothgrad", {"n_steps": 4})
     with pytest.raises(ValueError, match="no_such"):
-        split_options("gxi", {"no_such": 1})
+        check_options("gxi", {"no_such": 1})
     with pytest.raises(ValueError, match="baselines must be a number"):
-        split_options("ig", {"baselines": "zeros"})
+        check_options("ig", {"baselines": "zeros"})
     assert parse_method_args(["ig.n_steps=4", "gradcam.layer=features.7", "ig.method=riemann_left"]) == {
         "ig": {"n_steps": 4, "method": "riemann_left"}, "gradcam": {"layer": "features.7"}}
 

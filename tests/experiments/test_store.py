@@ -150,7 +150,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
 class Reattribute(metric_base.Metric):
     """A metric that calls the method again (like the sanity checks): score = sum of a fresh
-    map. With a random method its numbers depend on the random state left by the map."""
+    map (of a random method too)."""
 
     name = "test_reattr_a"
     needs_method = True
@@ -182,9 +182,8 @@ def test_resume_inside_a_chain_of_method_calling_metrics(tmp_path):
         ReattributeB.fail_at = None
         run(small(tmp_path, "run", **cfg), progress=False)
         assert dump(tmp_path / "run" / "results.sqlite") == dump(whole)
-        with ResultStore(whole) as s:  # the random state matters: A and B differ for SmoothGrad
+        with ResultStore(whole) as s:
             rows = {(m, k): v for m, k, i, v in s.scores() if i == 0}
-        assert rows[("smoothgrad", "test_reattr_a")] != rows[("smoothgrad", "test_reattr_b")]
         assert rows[("saliency", "test_reattr_a")] == rows[("saliency", "test_reattr_b")]
     finally:
         metric_base._REGISTRY.pop("test_reattr_a", None)

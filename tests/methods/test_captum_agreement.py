@@ -404,9 +404,9 @@ _CAPTUM_BASE = {"saliency": Saliency, "gxi": InputXGradient}
 def _smoothgrad_pair(case, base, nt_type, batch, seed=7, x=None, model=None):
     m = case.model if model is None else model
     x = case.x if x is None else x
-    torch.manual_seed(seed)
     ours = methods.get("smoothgrad", m, base=base, nt_type=nt_type, nt_samples_batch_size=batch,
-                       **NT).attribute(x, case.target)
+                       **NT).attribute(x, case.target,
+                                       generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)
     theirs = NoiseTunnel(_CAPTUM_BASE[base](m)).attribute(
         x, nt_type=nt_type, target=case.target, nt_samples_batch_size=batch, **NT)

@@ -122,4 +122,4 @@ def test_step_mask_equals_eq11_sum_of_the_two_masks(dtype):
     for n in range(30):
         w = n / 30
         ref = w * weak_contributor_mask(phi, n, 30) + (1 - w) * extreme_positive_mask(phi, 0.9)
-        assert torch.equal(dga._mask(phi, n), ref), n
+        assert torch.equal(dga._mask(phi, n, 30, 0.9), ref), n

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..core.options import parse_kv
-from ..methods.options import split_options
+from ..methods.options import check_options
 
 
 class UserError(ValueError):
@@ -32,7 +32,7 @@ def parse_method_args(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
         out.setdefault(method, {}).update(parse_kv([f"{key}={item.partition('=')[2]}"],
                                                    "--method-arg"))
     for method, opts in out.items():
-        split_options(method, opts)
+        check_options(method, opts)
     return out
 
 

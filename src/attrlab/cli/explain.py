@@ -6,13 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..data.files import load_images
-from ..experiments.explain import (
-    NPZ_NAME,
-    PNG_NAME,
-    default_baselines,
-    explain,
-    load_samples,
-)
+from ..experiments.explain import NPZ_NAME, PNG_NAME, explain, load_samples
+from ..experiments.fitting import reference_data
+from ..methods import method_class
 from ..models.loading import DEFAULT_CHECKPOINT, load_model
 from .common import UserError, parse_method_args, parse_methods
 
@@ -64,15 +60,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if not meta.get("classes") and len(info.classes) == meta["num_classes"]:
             meta["classes"] = list(info.classes)
         base_dataset = dataset
-    baselines, note = None, None
-    if "deepshap" in methods_ and "baselines" not in options.get("deepshap", {}):
-        baselines, what = default_baselines(x, meta, base_dataset, data_dir)
-        note = f"deepshap baselines: {what}"
+    reference, what = reference_data(x, meta, base_dataset, data_dir)
     out = Path(args.out)
     explain(model, x, labels, methods_, options, out, meta, target=args.target,
-            baselines=baselines, overlay=args.overlay, progress=not args.no_progress)
-    if note:
-        print(note)
+            reference=reference, overlay=args.overlay, progress=not args.no_progress)
+    fitted = [m for m in methods_ if method_class(m).needs_data
+              and "baselines" not in options.get(m, {})]
+    if fitted:
+        print(f"{', '.join(fitted)} fitted on {what}")
     print(f"wrote {out / PNG_NAME}")
     print(f"wrote {out / NPZ_NAME}")
     return 0

@@ -8,10 +8,9 @@ from collections import defaultdict
 import numpy as np
 
 from ..data import load_dataset
-from ..experiments.explain import default_baselines
 from ..experiments.roar import roar
 from ..experiments.train import PRESETS
-from ..methods.options import split_options
+from ..methods.options import check_options
 from ..models import load_checkpoint
 from .common import UserError, parse_method_args, parse_methods
 
@@ -28,12 +27,8 @@ def cmd_roar(args: argparse.Namespace) -> int:
     options = parse_method_args(args.method_arg)
     specs = {}
     for m in parse_methods(args.methods):
-        opts = dict(options.get(m, {}))
-        _, call = split_options(m, opts)  # unknown options fail here, before any work
-        if m == "deepshap" and "baselines" not in call:
-            opts["baselines"] = default_baselines(train.tensors()[0][:1], meta, name,
-                                                  args.data_dir)[0]
-        specs[m] = {"name": m, "options": opts}
+        # unknown options fail here, before any work; roar() builds and fits the methods
+        specs[m] = {"name": m, "options": check_options(m, options.get(m, {}))}
     try:
         fractions = [float(f) for f in args.fractions.split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]

@@ -104,7 +104,7 @@ class Setup:
     meta: dict[str, Any]
     dataset: Any
     indices: Tensor
-    methods: dict[str, Any]   # name -> method, with its call options bound
+    methods: dict[str, Any]   # name -> method, built with its options (and fitted)
     metrics: dict[str, Any]
     notes: list[str]
     fingerprint: dict[str, str] = field(default_factory=dict)  # planner.model_fingerprint
@@ -118,9 +118,9 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
     from .. import metrics as M
     from ..data import load_dataset
     from ..methods import available, get
-    from ..methods.options import split_options
+    from ..methods.options import check_options
     from ..models.loading import load_model
-    from .explain import default_baselines
+    from .fitting import fit_methods, reference_data
 
     if cfg.target not in ("label", "pred"):
         raise ValueError(f"target must be 'label' or 'pred', got {cfg.target!r}")
@@ -141,19 +141,15 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
     indices = torch.arange(n)
     notes: list[str] = []
     method_names = cfg.methods or available()
-    methods, method_specs = {}, {}
-    for m in method_names:
-        options = dict(cfg.method_options.get(m, {}))
-        ctor, call = split_options(m, options)
-        # -- DeepSHAP's default baselines, chosen by hand (to become the methods' fit()) ----
-        if m == "deepshap" and "baselines" not in call:
-            x0, _ = data.tensors(indices[:1])
-            call["baselines"], what = default_baselines(x0, meta, name, cfg.data_dir)
-            options["baselines"] = call["baselines"]  # named by content in the unit key
-            notes.append(f"deepshap baselines: {what}")
-        # ------------------------------------------------------------------------------------
-        methods[m] = get(m, model, **ctor).bind(**call)
-        method_specs[m] = {"name": m, "options": options}
+    methods = {m: get(m, model, **check_options(m, cfg.method_options.get(m, {})))
+               for m in method_names}
+    if any(m.needs_data for m in methods.values()):
+        x0, _ = data.tensors(indices[:1])
+        notes += fit_methods(methods, *reference_data(x0, meta, name, cfg.data_dir))
+    # a method's content: its options as given and, for fitted methods, what fit() learned
+    method_specs = {m: {"name": m, "options": dict(cfg.method_options.get(m, {})),
+                        **({"state": methods[m].state_dict()} if methods[m].needs_data else {})}
+                    for m in method_names}
     unknown_opts = set(cfg.method_options) - set(method_names)
     if unknown_opts:
         raise ValueError(f"method_options for methods not in the run: {sorted(unknown_opts)}")
@@ -217,11 +213,11 @@ def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
     """Compute the units of ``group`` whose keys are not in ``done``; yields each
     ``(unit, result)`` as soon as it is computed.
 
-    Per method: inside :func:`torch.random.fork_rng`, ``torch.manual_seed(seed * 100003 +
-    first sample)``, the maps, then the metrics that call the method again (``needs_method``)
-    in plan order -- so random methods draw the same numbers whatever else runs; if one of
-    those is pending, the ones before it are recomputed (not stored) to reach the same random
-    state. Then every other metric scores the maps of all methods of the batch."""
+    Each method's maps of the batch are computed once (random methods draw from a generator
+    seeded with ``seed * 100003 + first sample``: :meth:`Attribution.seeded`, so a resumed or
+    sharded run draws the same noise); metrics that call the method again (``needs_method``)
+    score each map on its own, every other metric scores the maps of all methods of the
+    batch through :func:`score_maps`."""
     pending = [u for u in group.units if u.key not in done]
     if not pending:
         return
@@ -231,24 +227,16 @@ def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
     if cfg.target == "pred":
         with torch.no_grad():
             y = setup.model(x).argmax(1)
-    todo = {u.key for u in pending}
     needs = {k: bool(getattr(m, "needs_method", False)) for k, m in setup.metrics.items()}
     maps: dict[str, Tensor] = {}
     for name in dict.fromkeys(u.method_name for u in pending):
-        units = [u for u in group.units if u.method_name == name]
-        chain = [u for u in units if needs[u.metric_name]]
-        last = max((i for i, u in enumerate(chain) if u.key in todo), default=-1)
         method = setup.methods[name]
-        with torch.random.fork_rng():
-            torch.manual_seed(cfg.seed * 100003 + int(idx[0]))  # per batch, resumable
-            attr = method.attribute(x, y)
-            for u in chain[:last + 1]:
+        maps[name] = method.attribute(x, y, **method.seeded(cfg.seed * 100003 + int(idx[0])))
+        for u in pending:
+            if u.method_name == name and needs[u.metric_name]:
                 for _, scores, curve in score_maps(setup.metrics[u.metric_name], setup.model,
-                                                   x, y, {name: attr}, {name: method}):
-                    if u.key in todo:
-                        yield u, _result(u, scores, curve)
-        if any(u.key in todo and not needs[u.metric_name] for u in units):
-            maps[name] = attr
+                                                   x, y, {name: maps[name]}, {name: method}):
+                    yield u, _result(u, scores, curve)
     for k, metric in setup.metrics.items():
         if needs[k]:
             continue

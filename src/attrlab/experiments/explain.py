@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.checks import one_line
+from .fitting import fit_methods, reference_data
 
 N_BASELINES = 16
 PNG_NAME = "explain.png"
@@ -63,26 +64,14 @@ def load_samples(dataset: str, indices: Sequence[int] | None = None, n: int = 6,
 
 def default_baselines(x: Tensor, meta: Mapping[str, Any], dataset: str | None = None,
                       data_dir: str | None = None, n: int = N_BASELINES) -> tuple[Tensor, str]:
-    """DeepSHAP's reference batch: ``n`` train samples of ``dataset`` (seed 0) when it can be
-    loaded, else ``n`` uniform-noise images normalised with meta's mean/std.
-    Returns ``(baselines, description)``."""
-    gen = torch.Generator().manual_seed(0)
-    if dataset:
-        from ..data import load_dataset
-
-        try:
-            train = load_dataset(dataset, "train", data_dir)
-        except (FileNotFoundError, ValueError):
-            train = None
-        if train is not None and len(train):
-            pick = torch.randperm(len(train), generator=gen)[:n]
-            b, _ = train.tensors(pick)
-            if b.shape[1:] == x.shape[1:]:
-                return b, f"{len(b)} {dataset} train samples"
-    noise = torch.rand((n,) + tuple(x.shape[1:]), generator=gen)
-    mean = torch.tensor(meta["mean"], dtype=torch.float32).view(-1, 1, 1)
-    std = torch.tensor(meta["std"], dtype=torch.float32).view(-1, 1, 1)
-    return ((noise - mean) / std).to(x.dtype), f"{n} uniform-noise images"
+    """DeepSHAP's default reference batch as a tensor: ``n`` samples of the data
+    :func:`~attrlab.experiments.fitting.reference_data` gives (train samples drawn with seed 0,
+    or noise images). Returns ``(baselines, description)``."""
+    data, what = reference_data(x, meta, dataset, data_dir, n_noise=n)
+    if isinstance(data, Tensor):
+        return data, what
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
+    return data.tensors(pick)[0], f"{len(pick)} {dataset} train samples"
 
 
 def class_name(meta: Mapping[str, Any], k: int) -> str:
@@ -101,24 +90,25 @@ def row_titles(preds: Tensor, labels: Tensor, meta: Mapping[str, Any]) -> list[s
 def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Sequence[str],
             method_options: Mapping[str, Mapping[str, Any]] | None, out_dir: str | Path,
             meta: Mapping[str, Any], target: int | None = None,
-            baselines: Tensor | None = None, overlay: bool = False,
-            progress: bool = True, seed: int | None = 0) -> dict[str, Tensor]:
+            reference: Any = None, overlay: bool = False,
+            progress: bool = True, seed: int = 0) -> dict[str, Tensor]:
     """Attribute ``x`` (normalised (N, C, H, W)) with every method in ``method_names`` and write
     ``out_dir/explain.png`` and ``out_dir/attributions.npz``; returns {method: map}.
 
     ``labels`` are the true classes (-1 or None: unknown). The explained class is ``target``
     if given, else the true label where known, else the predicted class.
-    ``method_options`` maps a method to its options (constructor and call options mixed; see
-    :func:`split_options`). ``baselines`` is DeepSHAP's reference batch (default: 16
-    uniform-noise images, see :func:`default_baselines`). ``meta`` needs ``mean``/``std``
-    (for display) and optionally ``classes`` and ``num_classes``. Random methods
-    (``smoothgrad``) draw from torch's RNG seeded with ``seed`` inside a forked RNG state, so
-    results repeat and the caller's RNG is untouched (``seed=None``: the global RNG as is).
+    ``method_options`` maps a method to its options (see
+    :func:`~attrlab.methods.options.check_options`). Methods that need data (DeepSHAP) are
+    fitted on ``reference`` (a data set or a tensor batch; default: 16 uniform-noise images,
+    see :func:`~attrlab.experiments.fitting.reference_data`) unless their options carry the
+    data. ``meta`` needs ``mean``/``std`` (for display) and optionally ``classes`` and
+    ``num_classes``. Random methods (``smoothgrad``) draw from a ``torch.Generator`` seeded
+    with ``seed``, so results repeat and the caller's RNG is untouched.
     """
     from tqdm.auto import tqdm
 
     from .. import methods
-    from ..methods.options import split_options
+    from ..methods.options import check_options
     from ..viz import denormalize, plot_grid
 
     method_options = method_options or {}
@@ -126,7 +116,7 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     if unknown:
         raise ValueError(f"unknown method {unknown[0]!r}; available: "
                         f"{', '.join(methods.available())}")
-    split = {m: split_options(m, method_options.get(m, {})) for m in method_names}
+    options = {m: check_options(m, method_options.get(m, {})) for m in method_names}
     model.eval()
     x = x.detach().float()
     n = x.shape[0]
@@ -149,9 +139,13 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     built = {}  # constructors validate their options (a layer name, ...) before any work
     for name in method_names:
         try:
-            built[name] = methods.get(name, model, **split[name][0])
+            built[name] = methods.get(name, model, **options[name])
         except (RuntimeError, TypeError) as err:
             raise ValueError(f"method {name}: {one_line(err)}") from err
+    if any(m.needs_data for m in built.values()):
+        data, what = (reference, "the given reference data") if reference is not None \
+            else reference_data(x, meta)
+        fit_methods(built, data, what)
 
     maps: dict[str, Tensor] = {}
     signed: dict[str, bool] = {}
@@ -160,19 +154,10 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     with bar:
         for name in bar:
             bar.set_postfix_str(name)
-            method, call_opts = built[name], split[name][1]
-            if name == "deepshap":
-                b = call_opts.get("baselines")
-                if b is None:
-                    b = baselines if baselines is not None else default_baselines(x, meta)[0]
-                elif not isinstance(b, Tensor):
-                    b = torch.full((1,) + tuple(x.shape[1:]), float(b))
-                call_opts = {**call_opts, "baselines": b}
+            method = built[name]
+            call = {"generator": torch.Generator().manual_seed(seed)} if method.random else {}
             try:
-                with torch.random.fork_rng(devices=[], enabled=seed is not None):
-                    if seed is not None:
-                        torch.manual_seed(seed)
-                    a = method.attribute(x, target=targets, **call_opts)
+                a = method.attribute(x, target=targets, **call)
             except RuntimeError as err:
                 raise ValueError(f"method {name} failed: {one_line(err)}") from err
             except TypeError as err:

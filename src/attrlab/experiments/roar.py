@@ -223,14 +223,18 @@ def _method_spec(name: str, entry: Any) -> dict[str, Any]:
     return {"name": name, "factory": True}
 
 
-def _factory(entry: Any) -> Callable[[nn.Module], Any]:
-    if not isinstance(entry, Mapping):
-        return entry
+def _build(model: nn.Module, spec: dict[str, Any], train_ds: NormalizedDataset) -> Any:
+    """The method of a spec on ``model``, fitted on ``train_ds`` if it needs data; what the
+    fit learned is added to the spec (``"state"``), so it names the stored maps."""
     from ..methods import get
-    from ..methods.options import split_options
+    from ..methods.options import check_options
+    from .fitting import fit_methods
 
-    ctor, call = split_options(entry["name"], dict(entry.get("options") or {}))
-    return lambda model: get(entry["name"], model, **ctor).bind(**call)
+    method = get(spec["name"], model, **check_options(spec["name"], spec["options"]))
+    fit_methods({spec["name"]: method}, train_ds, "the training set")
+    if method.needs_data:
+        spec["state"] = method.state_dict()
+    return method
 
 
 def _row(unit: Unit, accuracy: float) -> dict:
@@ -299,7 +303,13 @@ def roar(model: nn.Module, train_ds: NormalizedDataset, test_ds: NormalizedDatas
               "full_data": n_train == len(train_ds) and n_test == len(test_ds)}
 
     specs = {m: _method_spec(m, e) for m, e in method_factories.items()}
-    factories = {m: _factory(e) for m, e in method_factories.items()}
+    factories = {}
+    for m, e in method_factories.items():
+        if isinstance(e, Mapping):
+            built = _build(model, specs[m], train_ds)
+            factories[m] = lambda mdl, built=built: built
+        else:
+            factories[m] = e
     jobs: list[tuple[str, float, int]] = []
     if include_baseline:
         jobs += [("baseline", 0.0, s) for s in seeds]

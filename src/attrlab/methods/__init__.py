@@ -9,7 +9,7 @@ folders (``gradient``, ``backprop``, ``cam``, ``aggregate``; ``perturbation``, `
 
 from .aggregate import AttributionMask, DistilledGradientAggregation, NoiseTunnel
 from .backprop import DeepLift, DeepLiftShap, GuidedBackprop, RectGrad
-from .base import Attribution, FittedAttribution, available, get, method_class, register
+from .base import Attribution, Option, available, get, method_class, register
 from .cam import FullGrad, FullGradTerms, GradCAM, UniformFullGrad
 from .gradient import (
                        GradientXInput,
@@ -21,7 +21,7 @@ from .gradient import (
 )
 
 __all__ = [
-    "Attribution", "FittedAttribution", "available", "get", "method_class", "register",
+    "Attribution", "Option", "available", "get", "method_class", "register",
     "Saliency", "GradientXInput", "PositiveGradientXInput", "GradientXSignOfInput",
     "IntegratedGradients", "NoiseTunnel", "GuidedBackprop", "RectGrad", "DeepLift",
     "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",

@@ -11,23 +11,24 @@ from torch import Tensor
 
 from .base import method_class
 
-_NOT_OPTIONS = {"self", "model", "inputs", "target"}
+_NOT_OPTIONS = {"self", "model", "options", "base_options"}
 
 
-def _named_params(fn) -> tuple[dict[str, inspect.Parameter], bool]:
-    params = inspect.signature(fn).parameters
-    named = {k: p for k, p in params.items()
-             if k not in _NOT_OPTIONS and not k.startswith("_")
-             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    varkw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    return named, varkw
+def structural_params(cls: type) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of ``cls`` that are not declared options (a wrapped ``base``
+    method, Grad-CAM's ``layer``, DGA's ``local``): fixed at construction."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: p for k, p in params.items() if k not in _NOT_OPTIONS
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def _coerce(param: inspect.Parameter, value: Any) -> Any:
-    """A value parsed by ``parse_kv`` fitted to the parameter: ``none`` -> None, and numbers
-    for string-only parameters (``layer=4``) back to strings."""
+def _coerce(param: inspect.Parameter | None, value: Any) -> Any:
+    """A value parsed by ``parse_kv`` fitted to its parameter: ``none`` -> None, and numbers
+    for string-only structural parameters (``layer=4``) back to strings."""
     if isinstance(value, str) and value.lower() == "none":
         return None
+    if param is None:
+        return value
     ann = param.annotation if isinstance(param.annotation, str) else str(param.annotation)
     if (isinstance(value, (int, float)) and not isinstance(value, bool) and "str" in ann
             and not any(t in ann for t in ("int", "float", "bool", "Any"))):
@@ -35,46 +36,41 @@ def _coerce(param: inspect.Parameter, value: Any) -> Any:
     return value
 
 
-def split_options(name: str, options: Mapping[str, Any]) -> tuple[dict, dict]:
-    """Split ``options`` of method ``name`` into constructor and ``attribute`` options by
-    inspecting the class's ``__init__`` and ``_attribute`` signatures (a key accepted by both
-    goes to the constructor). Keys a wrapper (``smoothgrad``) forwards with ``**options`` are
-    checked against its ``base`` method. Unknown keys raise ``ValueError``."""
+def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of method ``name`` (text values already parsed by ``parse_kv``) fitted to
+    what the method takes: its structural constructor parameters and its declared options
+    (:attr:`~attrlab.methods.base.Attribution.options`); for a wrapper (``smoothgrad``,
+    ``attribution_mask``) also those of its ``base`` method. All of them go to the constructor
+    (declared options become the method's defaults). Unknown keys raise ``ValueError``; a
+    ``baselines`` given as text must be a number."""
     cls = method_class(name)
-    init, init_varkw = _named_params(cls.__init__)
-    call, call_varkw = _named_params(cls._attribute)
-    ctor_opts: dict = {}
-    call_opts: dict = {}
+    structural = structural_params(cls)
+    declared = cls.option_specs()
+    out: dict[str, Any] = {}
     base_cls = None
     for key, value in options.items():
-        if key in init:
-            ctor_opts[key] = _coerce(init[key], value)
-        elif key in call:
-            call_opts[key] = _coerce(call[key], value)
-        elif init_varkw and "base" in init:
+        if key in structural or key in declared:
+            out[key] = _coerce(structural.get(key), value)
+            continue
+        if cls.wraps and cls.wraps in structural:
             if base_cls is None:
-                base = options.get("base", init["base"].default)
+                base = options.get(cls.wraps, structural[cls.wraps].default)
                 base_cls = method_class(base) if isinstance(base, str) else type(base)
-            b_init, _ = _named_params(base_cls.__init__)
-            b_call, _ = _named_params(base_cls._attribute)
-            if key in b_init:
-                ctor_opts[key] = _coerce(b_init[key], value)
-            elif key in b_call and call_varkw:
-                call_opts[key] = _coerce(b_call[key], value)
-            else:
-                raise ValueError(_unknown_key(name, key, init, call, base_cls.name))
-        else:
-            raise ValueError(_unknown_key(name, key, init, call))
-    if "baselines" in call_opts:
-        v = call_opts["baselines"]
-        if isinstance(v, bool) or not isinstance(v, (int, float, Tensor)):
-            raise ValueError(f"{name}.baselines must be a number (a constant baseline in "
-                            f"normalised input units), got {v!r}")
-    return ctor_opts, call_opts
+            b_structural = structural_params(base_cls)
+            if key in b_structural or key in base_cls.option_specs():
+                out[key] = _coerce(b_structural.get(key), value)
+                continue
+            raise ValueError(_unknown_key(name, key, cls, base_cls.name))
+        raise ValueError(_unknown_key(name, key, cls))
+    v = out.get("baselines")
+    if "baselines" in out and (isinstance(v, bool) or not isinstance(v, (int, float, Tensor))):
+        raise ValueError(f"{name}.baselines must be a number (a constant baseline in "
+                         f"normalised input units), got {v!r}")
+    return out
 
 
-def _unknown_key(name: str, key: str, init: Mapping, call: Mapping, base: str | None = None) -> str:
-    known = sorted(set(init) | set(call))
+def _unknown_key(name: str, key: str, cls: type, base: str | None = None) -> str:
+    known = sorted(set(structural_params(cls)) | set(cls.option_specs()))
     extra = f" and the options of its base method {base}" if base else ""
     return (f"unknown option {key!r} for method {name}; its options are: "
             f"{', '.join(known) or '(none)'}{extra}")

@@ -317,9 +317,9 @@ def table2(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
             idx = torch.tensor(group.units[0].samples, dtype=torch.long)
             x, y = setup.dataset.tensors(idx)
             x, y = x.to(device), y.to(device)
-            with torch.random.fork_rng():
-                torch.manual_seed(cfg.seed * 100003 + int(idx[0]))  # as attrlab bench
-                maps = {m: setup.methods[m].attribute(x, y).detach() for m in needed}
+            seed = cfg.seed * 100003 + int(idx[0])  # as attrlab bench
+            maps = {m: setup.methods[m].attribute(x, y, **setup.methods[m].seeded(seed)).detach()
+                    for m in needed}
             for q in s.q_values:
                 units = {u.method_name: u for u in pending if u.metric == specs[q]}
                 if units:

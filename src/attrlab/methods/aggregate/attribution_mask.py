@@ -7,7 +7,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..base import Attribution, get, register
+from ..base import Attribution, Option, get, register
+
+
+def _iterations(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
 
 
 def minmax(a: Tensor) -> Tensor:
@@ -33,35 +39,44 @@ class AttributionMask(Attribution):
 
     name = "attribution_mask"
     signed = False
+    reference = "paper 01, Algorithm 1, eq. 11"
+    wraps = "base"
+    options = {"iterations": Option(10, _iterations, "I, the number of recursive masks")}
 
-    def __init__(self, model: nn.Module, base: str | Attribution = "gxsi", iterations: int = 10,
-                 **base_options: Any) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, base: str | Attribution = "gxsi", **options: Any) -> None:
+        own = {k: v for k, v in options.items() if k in self.option_specs()}
+        base_options = {k: v for k, v in options.items() if k not in own}
         self.base = base if isinstance(base, Attribution) else get(base, model, **base_options)
+        if isinstance(base, Attribution) and base_options:
+            raise ValueError(f"options {sorted(base_options)} are for the base method: pass "
+                             "them to it")
         if self.base.model is not model:
             raise ValueError("the base method must be built on the same model")
-        self.iterations = self._check_iterations(iterations)
+        super().__init__(model, **own)
 
     @staticmethod
     def _check_iterations(iterations: Any) -> int:
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ValueError(f"iterations must be a positive int, got {iterations!r}")
-        return iterations
+        return _iterations("iterations", iterations)
 
-    def masks(self, inputs: Tensor, target=None, iterations: int | None = None) -> Tensor:
+    @classmethod
+    def cost(cls, iterations: int = 10, **options: Any) -> float:
+        return float(iterations)  # times the base method's cost
+
+    def masks(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
         """All accumulated masks m*_0 .. m*_I, shape (I + 1, N, ...)."""
-        n = self._check_iterations(self.iterations if iterations is None else iterations)
-        return self.guarded(inputs, target, lambda x, t: self._masks(x, t, n))
+        opts = self.resolve_options(options)
+        return self.guarded(inputs, target, lambda x, t: self._masks(x, t, **opts))
 
-    def _masks(self, inputs: Tensor, target: Tensor, iterations: int) -> Tensor:
+    def _masks(self, inputs: Tensor, target: Tensor, iterations: int,
+               forwarded: dict[str, Any]) -> Tensor:
         mask = torch.ones_like(inputs)
         out = [mask]
         for _ in range(iterations):
-            a = self.base._attribute(inputs * mask, target, **self.base.bound_options)
-            mask = mask * minmax(a.expand_as(inputs))
+            a = self.base.attribute(inputs * mask, target, **forwarded)
+            mask = mask * minmax(a)
             out.append(mask)
         return torch.stack(out)
 
-    def _attribute(self, inputs: Tensor, target: Tensor, iterations: int | None = None) -> Tensor:
-        n = self._check_iterations(self.iterations if iterations is None else iterations)
-        return self._masks(inputs, target, n)[-1]
+    def _attribute(self, inputs: Tensor, target: Tensor, iterations: int,
+                   forwarded: dict[str, Any]) -> Tensor:
+        return self._masks(inputs, target, iterations, forwarded)[-1]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from ..base import Attribution, register
+from ..base import Attribution, Option, register
 from ..cam.uniform_fullgrad import UniformFullGrad
 from ..gradient.gradient_x_input import GradientXInput
 
@@ -46,6 +48,25 @@ def extreme_positive_mask(phi: Tensor, q: float) -> Tensor:
     return rank_at_most(phi, q).to(phi.dtype)
 
 
+def _n_steps(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"n_steps (N) must be a positive int, got {value!r}")
+    return value
+
+
+def _q(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"q (EPC threshold) must be in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _aggregate(name: str, value: Any) -> str:
+    if value not in ("mean", "sum"):
+        raise ValueError(f"aggregate must be 'mean' (eq. 12) or 'sum' (Algorithm 1), "
+                         f"got {value!r}")
+    return value
+
+
 @register
 class DistilledGradientAggregation(Attribution):
     """DGA (paper 04, Algorithm 1). With x(0) = x, for n = 0..N:
@@ -65,53 +86,57 @@ class DistilledGradientAggregation(Attribution):
 
     name = "dga"
     signed = False
+    reference = "paper 04, Algorithm 1, eqs. 6-12"
+    options = {
+        "n_steps": Option(30, _n_steps, "N, the length of the distillation sequence"),
+        "q": Option(0.9, _q, "EPC threshold (eq. 10)"),
+        "aggregate": Option("mean", _aggregate, "eq. 12 (mean) or Algorithm 1 line 7 (sum)"),
+    }
 
-    def __init__(self, model: nn.Module, n_steps: int = 30, q: float = 0.9, local: str = "ufg",
-                 aggregate: str = "mean") -> None:
-        super().__init__(model)
-        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps (N) must be a positive int, got {n_steps!r}")
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"q (EPC threshold) must be in [0, 1], got {q}")
+    def __init__(self, model: nn.Module, local: str = "ufg", **options: Any) -> None:
+        super().__init__(model, **options)
         locals_ = {"ufg": UniformFullGrad, "gxi": GradientXInput}
         if local not in locals_:
             raise ValueError(f"local must be one of {sorted(locals_)}, got {local!r}")
-        if aggregate not in ("mean", "sum"):
-            raise ValueError(f"aggregate must be 'mean' (eq. 12) or 'sum' (Algorithm 1), "
-                             f"got {aggregate!r}")
-        self.n_steps, self.q, self.aggregate = n_steps, q, aggregate
         self.local = locals_[local](model)
 
-    def local_attributions(self, inputs: Tensor, target=None) -> Tensor:
-        """phi_0 .. phi_N along the distillation sequence, shape (N + 1, batch, ...)."""
-        return self.guarded(inputs, target, lambda x, t: self._sequence(x, t))
+    @classmethod
+    def cost(cls, n_steps: int = 30, **options: Any) -> float:
+        return float(n_steps + 1)
 
-    def _sequence(self, inputs: Tensor, target: Tensor) -> Tensor:
-        steps = self.n_steps
+    def local_attributions(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
+        """phi_0 .. phi_N along the distillation sequence, shape (N + 1, batch, ...)."""
+        opts = self.resolve_options(options)
+        return self.guarded(inputs, target,
+                            lambda x, t: self._sequence(x, t, opts["n_steps"], opts["q"]))
+
+    def _sequence(self, inputs: Tensor, target: Tensor, steps: int, q: float) -> Tensor:
         x_n = inputs
         phis = []
         for n in range(steps + 1):
-            phi = self.local._attribute(x_n, target)
+            phi = self.local.attribute(x_n, target)
             phis.append(phi)
             if n < steps:
-                x_n = inputs * self._mask(phi, n)
+                x_n = inputs * self._mask(phi, n, steps, q)
         return torch.stack(phis)
 
-    def _mask(self, phi: Tensor, n: int) -> Tensor:
+    @staticmethod
+    def _mask(phi: Tensor, n: int, steps: int, q: float) -> Tensor:
         """Eq. 11, M = (n/N) M^WC + (1 - n/N) M^EPC, with the same floating-point values as
         that sum of the two 0/1 masks, in fewer passes: each entry is w, 1 - w, their sum or
         0, and the weak-contributor mask is not computed at n = 0, where its weight is 0."""
-        epc = rank_at_most(phi, self.q)
+        epc = rank_at_most(phi, q)
         if n == 0:
             return epc.to(phi.dtype)
-        w = n / self.n_steps
+        w = n / steps
         wc = ~rank_at_most(phi.abs(), w)
         zero = phi.new_zeros(())
         return torch.where(wc, phi.new_tensor(w), zero) + torch.where(epc, phi.new_tensor(1 - w),
                                                                       zero)
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        phis = self._sequence(inputs, target).clamp(min=0)
-        if self.aggregate == "sum":
+    def _attribute(self, inputs: Tensor, target: Tensor, n_steps: int, q: float,
+                   aggregate: str) -> Tensor:
+        phis = self._sequence(inputs, target, n_steps, q).clamp(min=0)
+        if aggregate == "sum":
             return phis.sum(0)
         return phis[1:].mean(0)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from typing import Any
 
-from ...core.rules import NonlinearityRules
-from ..base import Attribution, register
+from torch import Tensor
+
+from ...core.rules import NonlinearityRules, rectgrad_composite
+from ..base import Attribution, Option, number_in, register
 from .rule_gradient import rule_gradient
+
+
+def percentile(name: str, value: Any) -> float:
+    """A percentile in [0, 100]."""
+    try:
+        return number_in(0.0, 100.0)(name, value)
+    except ValueError:
+        raise ValueError(f"{name} is a percentile in [0, 100], got {value!r}") from None
 
 
 @register
@@ -16,13 +26,9 @@ class RectGrad(Attribution):
     for that sample (default q = 98). The map is x * (modified gradient), as in the paper."""
 
     name = "rectgrad"
+    reference = "Kim et al. 2019, eq. 5"
+    options = {"q": Option(98.0, percentile, "percentile threshold of a * g per layer")}
 
-    def __init__(self, model: nn.Module, q: float = 98.0) -> None:
-        super().__init__(model)
-        if not 0 <= q <= 100:
-            raise ValueError(f"q is a percentile in [0, 100], got {q}")
-        self.q = q
-
-    def _attribute(self, inputs: Tensor, target: Tensor, q: float | None = None) -> Tensor:
-        rule = NonlinearityRules("rectified", q=self.q if q is None else q)
+    def _attribute(self, inputs: Tensor, target: Tensor, q: float) -> Tensor:
+        rule = NonlinearityRules(rectgrad_composite(q))
         return rule_gradient(self, rule, inputs, target)[0] * inputs

@@ -107,6 +107,8 @@ class FullGrad(Attribution):
 
     name = "fullgrad"
     signed = False
+    reference = "Srinivas & Fleuret 2019, eq. 7"
+    input_kinds = ("image", "flat")
 
     def decompose(self, inputs: Tensor, target=None) -> FullGradTerms:
         """The un-post-processed completeness terms (see :class:`FullGradTerms`)."""

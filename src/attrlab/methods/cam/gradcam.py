@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.checks import check_target_range, get_module
 from ...core.hooks import capture_outputs
-from ..base import Attribution, register
+from ..base import Attribution, Option, boolean, register
 
 
 def upsample_to(maps: Tensor, inputs: Tensor, align_corners: bool = False) -> Tensor:
@@ -33,21 +35,26 @@ class GradCAM(Attribution):
 
     name = "gradcam"
     signed = False
+    reference = "Selvaraju et al. 2017, eqs. 1-2"
+    input_kinds = ("image", "sequence")
+    options = {"relu_attributions": Option(True, boolean, "ReLU of the weighted sum (eq. 2)")}
 
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
-                 relu_attributions: bool = True) -> None:
-        super().__init__(model)
+                 **options: Any) -> None:
+        super().__init__(model, **options)
         if layer is None:
             layer = last_conv_name(model)
         self.layer = get_module(model, layer)
-        self.relu_attributions = relu_attributions
-        self.signed = not relu_attributions
+        self.signed = not self.defaults["relu_attributions"]
 
-    def layer_attribute(self, inputs: Tensor, target=None) -> Tensor:
+    def layer_attribute(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
         """The Grad-CAM map at the layer's resolution, shape (N, 1, h, w)."""
-        return self.guarded(inputs, target, lambda x, t: self._attribute(x, t, _layer=True))
+        opts = self.resolve_options(options)
+        return self.guarded(inputs, target,
+                            lambda x, t: self._attribute(x, t, _layer=True, **opts))
 
-    def _attribute(self, inputs: Tensor, target: Tensor, _layer: bool = False) -> Tensor:
+    def _attribute(self, inputs: Tensor, target: Tensor, relu_attributions: bool,
+                   _layer: bool = False) -> Tensor:
         with torch.enable_grad(), capture_outputs({"layer": self.layer}) as rec:
             # inputs must require grad: the parameters do not, inside model_guard
             out = self.forward(inputs.detach().requires_grad_(True))
@@ -64,7 +71,7 @@ class GradCAM(Attribution):
                              f"got output shape {tuple(a.shape)}")
         weights = grad.flatten(2).mean(2).view(a.shape[:2] + (1,) * (a.dim() - 2))
         cam = (weights * a).sum(1, keepdim=True)
-        if self.relu_attributions:
+        if relu_attributions:
             cam = cam.clamp(min=0)
         if _layer:
             return cam

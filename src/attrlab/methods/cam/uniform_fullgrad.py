@@ -17,6 +17,7 @@ class UniformFullGrad(Attribution):
     The map is signed and sums exactly to f_t(x) for piecewise-linear networks."""
 
     name = "ufg"
+    reference = "paper 04, eq. 4"
 
     def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
         grad_x, pairs, _ = _bias_gradients(self, inputs, target)

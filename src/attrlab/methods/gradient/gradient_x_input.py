@@ -15,6 +15,7 @@ class GradientXInput(Attribution):
     """
 
     name = "gxi"
+    reference = "Shrikumar et al. 2016"
 
     def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
         grad, _ = target_gradient(self.forward, inputs, target)

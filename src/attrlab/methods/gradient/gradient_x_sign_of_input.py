@@ -15,6 +15,7 @@ class GradientXSignOfInput(Attribution):
     """
 
     name = "gxsi"
+    reference = "paper 01, eq. 13"
 
     def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
         grad, _ = target_gradient(self.forward, inputs, target)

@@ -54,10 +54,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..base import Attribution, register, target_gradient
-from .integrated_gradients import BaselineMixin
+from ..base import Attribution, Option, register, target_gradient
+from .integrated_gradients import BASELINES, BaselineMixin
 
 _EPS = 1e-9
 
@@ -129,6 +129,15 @@ def guided_path_integral(grad_fn: Callable[[Tensor], Tensor], inputs: Tensor, ba
     return attr
 
 
+def _guided_ig_check(name: str, value: Any) -> Any:
+    """One option of Guided IG, checked by :func:`check_guided_ig_options` with the others at
+    their defaults."""
+    values = {"n_steps": 200, "fraction": 0.25, "max_dist": 0.02, name: value}
+    n_steps, fraction, max_dist = check_guided_ig_options(values["n_steps"], values["fraction"],
+                                                          values["max_dist"])
+    return {"n_steps": n_steps, "fraction": fraction, "max_dist": max_dist}[name]
+
+
 @register
 class GuidedIntegratedGradients(BaselineMixin, Attribution):
     """Guided Integrated Gradients (Kapishnikov et al. 2021, Algorithm 1).
@@ -142,20 +151,20 @@ class GuidedIntegratedGradients(BaselineMixin, Attribution):
     """
 
     name = "guided_ig"
+    reference = "Kapishnikov et al. 2021, Algorithm 1"
+    options = {
+        "n_steps": Option(200, _guided_ig_check, "path steps"),
+        "fraction": Option(0.25, _guided_ig_check, "share of features moved at a time"),
+        "max_dist": Option(0.02, _guided_ig_check, "half-width of the band (relative)"),
+        "baselines": BASELINES,
+    }
 
-    def __init__(self, model: nn.Module, n_steps: int = 200, fraction: float = 0.25,
-                 max_dist: float = 0.02) -> None:
-        super().__init__(model)
-        self.n_steps, self.fraction, self.max_dist = check_guided_ig_options(
-            n_steps, fraction, max_dist)
+    @classmethod
+    def cost(cls, n_steps: int = 200, **options: Any) -> float:
+        return float(n_steps)
 
-    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any = None,
-                   n_steps: int | None = None, fraction: float | None = None,
-                   max_dist: float | None = None) -> Tensor:
-        n_steps, fraction, max_dist = check_guided_ig_options(
-            self.n_steps if n_steps is None else n_steps,
-            self.fraction if fraction is None else fraction,
-            self.max_dist if max_dist is None else max_dist)
+    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any, n_steps: int,
+                   fraction: float, max_dist: float) -> Tensor:
         base = self._baselines(inputs, baselines).expand_as(inputs)
         shape, dtype = inputs.shape, inputs.dtype
 

@@ -8,8 +8,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...core.checks import check_batch_size, check_like, select_target
-from ..base import Attribution, chunks, register, target_gradient
+from ...core.checks import check_like, select_target
+from ..base import (
+    Attribution,
+    Option,
+    batch_size_or_none,
+    chunks,
+    positive_int,
+    register,
+    target_gradient,
+)
 
 
 def riemann_or_gauss(method: str, n_steps: int) -> tuple[Tensor, Tensor]:
@@ -59,6 +67,22 @@ class BaselineMixin:
         return attributions.flatten(1).sum(1) - (fx - fb)
 
 
+INTEGRATION_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
+                       "riemann_trapezoid")
+
+
+def integration_method(name: str, value: Any) -> str:
+    """A check for IG's quadrature rule."""
+    if value not in INTEGRATION_METHODS:
+        raise ValueError(f"unknown integration method {value!r}; use "
+                         f"{', '.join(INTEGRATION_METHODS[:-1])} or {INTEGRATION_METHODS[-1]}")
+    return value
+
+
+BASELINES = Option(None, None, "reference input x' (a number or anything broadcasting to the "
+                   "inputs; default 0)")
+
+
 @register
 class IntegratedGradients(BaselineMixin, Attribution):
     """Integrated Gradients (Sundararajan et al. 2017, eq. 1):
@@ -69,25 +93,30 @@ class IntegratedGradients(BaselineMixin, Attribution):
     """
 
     name = "ig"
+    reference = "Sundararajan et al. 2017, eq. 1"
+    options = {
+        "n_steps": Option(50, positive_int, "quadrature points"),
+        "method": Option("gausslegendre", integration_method, "quadrature rule"),
+        "internal_batch_size": Option(None, batch_size_or_none, "rows per forward pass"),
+        "baselines": BASELINES,
+    }
 
-    def __init__(self, model: nn.Module, n_steps: int = 50, method: str = "gausslegendre",
-                 internal_batch_size: int | None = None) -> None:
-        super().__init__(model)
-        riemann_or_gauss(method, n_steps)  # validates both early
-        self.n_steps, self.method = n_steps, method
-        self.internal_batch_size = check_batch_size("internal_batch_size", internal_batch_size)
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(model, **options)
+        riemann_or_gauss(self.defaults["method"], self.defaults["n_steps"])  # both together
 
-    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any = None,
-                   n_steps: int | None = None, method: str | None = None,
-                   internal_batch_size: int | None = None) -> Tensor:
+    @classmethod
+    def cost(cls, n_steps: int = 50, **options: Any) -> float:
+        return float(n_steps)
+
+    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any, n_steps: int,
+                   method: str, internal_batch_size: int | None) -> Tensor:
         base = self._baselines(inputs, baselines).expand_as(inputs)
-        alphas, weights = riemann_or_gauss(method or self.method, n_steps or self.n_steps)
+        alphas, weights = riemann_or_gauss(method, n_steps)
         alphas = alphas.to(inputs.device, inputs.dtype)
         weights = weights.to(inputs.device, inputs.dtype)
         n, diff = inputs.shape[0], inputs - base
-        size = self.internal_batch_size if internal_batch_size is None else internal_batch_size
-        check_batch_size("internal_batch_size", size)
-        steps_per_chunk = None if size is None else max(1, size // n)
+        steps_per_chunk = None if internal_batch_size is None else max(1, internal_batch_size // n)
         total = torch.zeros_like(inputs)
         view = (-1, 1) + (1,) * (inputs.dim() - 1)
         for sl in chunks(len(alphas), steps_per_chunk):

@@ -12,6 +12,7 @@ class PositiveGradientXInput(Attribution):
     """Positive-Gradient x Input (paper 01, section 4.2): [d f_t / d x]^+ * x."""
 
     name = "pgxi"
+    reference = "paper 01, section 4.2"
 
     def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
         grad, _ = target_gradient(self.forward, inputs, target)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
-from ..base import Attribution, register, target_gradient
+from ..base import Attribution, Option, boolean, register, target_gradient
 
 
 @register
@@ -16,12 +18,13 @@ class Saliency(Attribution):
 
     name = "saliency"
     signed = False
+    reference = "Simonyan et al. 2014"
+    options = {"abs": Option(True, boolean, "absolute value of the gradient")}
 
-    def __init__(self, model: nn.Module, abs: bool = True) -> None:
-        super().__init__(model)
-        self.abs = abs
-        self.signed = not abs
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.signed = not self.defaults["abs"]
 
-    def _attribute(self, inputs: Tensor, target: Tensor, abs: bool | None = None) -> Tensor:
+    def _attribute(self, inputs: Tensor, target: Tensor, abs: bool) -> Tensor:
         grad, _ = target_gradient(self.forward, inputs, target)
-        return grad.abs() if (self.abs if abs is None else abs) else grad
+        return grad.abs() if abs else grad
