@@ -180,25 +180,25 @@ def plan(cfg: BenchConfig, setup: Setup) -> Plan:
     return Plan(tuple(groups))
 
 
-def evaluate(metric: Any, model: torch.nn.Module, x: Tensor, t: Tensor, attr: Tensor,
-             method: Any) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-    """Scores (and the curve, for curve metrics) of one metric on one batch."""
-    kwargs = {"method": method} if getattr(metric, "needs_method", False) else {}
-    if hasattr(metric, "evaluate_with_curve"):
-        return metric.evaluate_with_curve(model, x, t, attr, **kwargs)
-    scores = metric.evaluate(model, x, t, attr, **kwargs)
-    curve = metric.curve(model, x, t, attr, **kwargs) if hasattr(metric, "curve") else None
-    return scores, curve
-
-
 def score_maps(metric: Any, model: torch.nn.Module, x: Tensor, t: Tensor,
                maps: Mapping[str, Tensor], methods: Mapping[str, Any]
                ) -> Iterator[tuple[str, Tensor, tuple[Tensor, Tensor] | None]]:
     """The one adapter between the runner and the metric API: yields ``(method name, scores,
-    curve or None)`` for each map of ``maps`` (one batch, ``methods`` by the same names)."""
+    curve or None)`` for each map of ``maps`` (one batch; ``methods`` by the same names).
+
+    Metrics with ``shares_model_passes`` score all maps in one ``compute_many`` call (the
+    model passes that do not depend on the map are made once); the others ``compute`` each
+    map, so each result can be stored as soon as it exists."""
+    needs = bool(getattr(metric, "needs_method", False))
+    if getattr(metric, "shares_model_passes", False):
+        results = metric.compute_many(model, x, t, dict(maps), methods=(
+            {name: methods[name] for name in maps} if needs else None))
+        for name in maps:
+            yield name, results[name].scores, results[name].curve
+        return
     for name, attr in maps.items():
-        scores, curve = evaluate(metric, model, x, t, attr, methods[name])
-        yield name, scores, curve
+        r = metric.compute(model, x, t, attr, method=methods[name] if needs else None)
+        yield name, r.scores, r.curve
 
 
 def _result(unit: Unit, scores: Tensor, curve: tuple[Tensor, Tensor] | None) -> Result:
