@@ -87,13 +87,35 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, monkeypatch):
         assert a.scores() == b.scores()
 
 
-def test_changed_configuration_is_refused_unless_fresh(tmp_path):
+def test_changed_configuration_adds_units_and_the_report_reads_the_current_plan(tmp_path):
+    """Results are keyed by content: other settings are new units next to the old ones, the
+    store reports the current plan only, and going back recomputes nothing; --fresh empties."""
+    path = run(config(tmp_path), progress=False)
+    with ResultStore(path) as store:
+        first = store.scores()
+    SumMetric.calls = 0
+    run(config(tmp_path, limit=5), progress=False)
+    assert SumMetric.calls == 3  # batch [0..3] is the same unit as before; only [4] is new
+    with ResultStore(path) as store:
+        rows = store.scores()
+        assert len(rows) == 3 * 5 and {r[2] for r in rows} == set(range(5))
+        assert len(store.scores(all_units=True)) == 3 * 10 + 3 * 1
+    SumMetric.calls = 0
+    run(config(tmp_path, method_options={"ig": {"n_steps": 5}}), progress=False)
+    assert SumMetric.calls == 3  # only IG's three batches: its options changed
+    with ResultStore(path) as store:
+        ig5 = {r[2]: r[3] for r in store.scores() if r[0] == "ig"}
+        ig4 = {r[2]: r[3] for r in first if r[0] == "ig"}
+        assert ig5.keys() == ig4.keys() and ig5 != ig4
+        assert [r for r in store.scores() if r[0] != "ig"] == [r for r in first if r[0] != "ig"]
+    SumMetric.calls = 0
     run(config(tmp_path), progress=False)
-    with pytest.raises(ValueError, match="different configuration"):
-        run(config(tmp_path, limit=5), progress=False)
+    assert SumMetric.calls == 0
+    with ResultStore(path) as store:
+        assert store.scores() == first
     path = run(config(tmp_path, limit=5), progress=False, fresh=True)
     with ResultStore(path) as store:
-        assert len(store.scores()) == 15
+        assert len(store.scores(all_units=True)) == 15
 
 
 def test_leaderboard_marks_best_by_direction(tmp_path):

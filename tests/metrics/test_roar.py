@@ -2,7 +2,6 @@
 budget recording, and resume without recomputation."""
 
 import dataclasses
-import json
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ import torch
 from attrlab.data import DatasetInfo, NormalizedDataset
 from attrlab.experiments import roar as R
 from attrlab.experiments import train
+from attrlab.experiments.store import ResultStore
 from attrlab.methods import Attribution
 from attrlab.models import nib_cnn
 
@@ -150,13 +150,14 @@ def test_roar_known_answer(reference, capfd):
         assert r["fraction"] == (0.0 if r["method"] == "baseline" else 0.3)
         assert (r["seed"], r["n_train"], r["n_test"], r["epochs"]) == (0, 600, 200, 3)
         assert r["full_data"] is False
-    logged = [json.loads(line) for line in (out / "roar.jsonl").read_text().splitlines()]
-    assert logged == rows
-    for name in ("oracle", "inverse"):
-        blob = torch.load(out / f"attr-{name}.pt", weights_only=True)
-        assert blob["train"].shape == (600, 8, 8) and blob["test"].shape == (200, 8, 8)
-    assert not (out / "attr-random.pt").exists() and not (out / "attr-baseline.pt").exists()
-    assert (out / "models" / "oracle-0.3-seed0-600x200-3ep.pt").exists()
+    assert R.stored_rows(out) == rows
+    with ResultStore(out / "results.sqlite") as store:
+        maps = store.db.execute("SELECT key FROM artefacts").fetchall()
+        assert len(maps) == 2  # oracle and inverse; none for random and baseline
+        for (key,) in maps:
+            blob = store.artefact(key)
+            assert blob["train"].shape == (600, 8, 8) and blob["test"].shape == (200, 8, 8)
+    assert len(list((out / "models").glob("oracle-0.3-seed0-600x200-3ep-*.pt"))) == 1
 
 
 def test_roar_prints_budget_line(tmp_path, reference, capfd):
@@ -188,7 +189,7 @@ def test_roar_resume_skips_finished_rows(tmp_path, reference, monkeypatch):
     monkeypatch.setattr(R._train, "fit", interrupted_fit)
     with pytest.raises(Interrupt):
         run(tmp_path)
-    assert len((tmp_path / "roar.jsonl").read_text().splitlines()) == 1  # the baseline row
+    assert [r["method"] for r in R.stored_rows(tmp_path)] == ["baseline"]
     assert Oracle.calls == {"oracle": 7}  # 5 train + 2 test batches, cached before the crash
 
     def counting_fit(*args, **kwargs):
@@ -204,27 +205,69 @@ def test_roar_resume_skips_finished_rows(tmp_path, reference, monkeypatch):
     assert Oracle.calls == {"inverse": 7}  # oracle maps came from the cache (5 + 2 batches)
     # a finished checkpoint whose row was lost (crash between fit and the write) is
     # evaluated, not retrained
-    log = tmp_path / "roar.jsonl"
-    log.write_text("".join(log.read_text().splitlines(keepends=True)[:-1]))
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        last = store.plan_keys()[-1]
+        with store.db:
+            store.db.execute("DELETE FROM scores WHERE unit = ?", (last,))
+    assert len(R.stored_rows(tmp_path)) == 3
     fits.clear()
     Oracle.calls = {}
     assert run(tmp_path) == ref_rows
     assert fits == [] and Oracle.calls == {}
-    assert len(log.read_text().splitlines()) == 4
+    assert R.stored_rows(tmp_path) == ref_rows
 
 
-def test_roar_rejects_bad_arguments(tmp_path, reference):
-    model = nib_cnn(num_classes=2, width=4)
-    # an output directory belongs to one model and one recipe (epochs aside)
-    out, _ = reference
-    with pytest.raises(ValueError, match="another model"):
-        R.roar(model, DATA["train"], DATA["test"], FACTORIES, recipe=RECIPE, out_dir=out,
-               progress=False)
+def test_roar_units_are_named_by_model_recipe_data_and_method_options(tmp_path, monkeypatch):
+    """Another model, recipe, subset or method options in the same folder are new units: the
+    stored runs are not reused for them (the old attr-<method>.pt cache was keyed by the
+    method's name only), and going back to the first settings recomputes nothing."""
+    def saliency(abs_):
+        return {"s": {"name": "saliency", "options": {"abs": abs_}}}
+
+    recipe = dataclasses.replace(RECIPE, epochs=1)
+    kw = dict(fractions=[0.5], seeds=[0], out_dir=tmp_path, progress=False, subset=(64, 32),
+              include_random=False)
     torch.manual_seed(0)
-    same = nib_cnn(num_classes=2, width=4, input_size=8)
-    with pytest.raises(ValueError, match="another recipe"):
-        R.roar(same, DATA["train"], DATA["test"], FACTORIES, out_dir=out, progress=False,
-               recipe=dataclasses.replace(RECIPE, lr=0.5))
+    model = nib_cnn(num_classes=2, width=4, input_size=8)
+    first = R.roar(model, DATA["train"], DATA["test"], saliency(True), recipe=recipe, **kw)
+    fits = []
+    real_fit = train.fit
+    monkeypatch.setattr(R._train, "fit",
+                        lambda *a, **k: fits.append(k["meta"]["roar"]) or real_fit(*a, **k))
+    computed = []
+    real_scores = R.compute_scores
+    monkeypatch.setattr(R, "compute_scores",
+                        lambda *a, **k: computed.append(1) or real_scores(*a, **k))
+    R.roar(model, DATA["train"], DATA["test"], saliency(False), recipe=recipe, **kw)
+    assert [f["method"] for f in fits] == ["s"] and len(computed) == 2  # maps recomputed
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        assert store.db.execute("SELECT COUNT(*) FROM artefacts").fetchone()[0] == 2
+    fits.clear()
+    R.roar(model, DATA["train"], DATA["test"], saliency(True),
+           recipe=dataclasses.replace(recipe, lr=0.5), **kw)
+    assert [f["method"] for f in fits] == ["baseline", "s"]  # another recipe: retrained
+    fits.clear()
+    other = nib_cnn(num_classes=2, width=4, input_size=8)
+    R.roar(other, DATA["train"], DATA["test"], saliency(True), recipe=recipe, **kw)
+    assert [f["method"] for f in fits] == ["baseline", "s"]  # another model
+    fits.clear()
+    R.roar(model, DATA["train"], DATA["test"], saliency(True), recipe=recipe,
+           **{**kw, "subset": (64, 16)})
+    assert [f["method"] for f in fits] == ["baseline", "s"]  # another test subset
+    fits.clear()
+    computed.clear()
+    assert R.roar(model, DATA["train"], DATA["test"], saliency(True), recipe=recipe,
+                  **kw) == first
+    assert fits == [] and computed == []
+
+
+def test_roar_rejects_bad_arguments(tmp_path):
+    model = nib_cnn(num_classes=2, width=4)
+    with pytest.raises(ValueError, match="a spec is"):
+        R.roar(model, DATA["train"], DATA["test"], {"s": {"method": "saliency"}},
+               out_dir=tmp_path, progress=False)
+    with pytest.raises(TypeError, match="factory callable or a spec"):
+        R.roar(model, DATA["train"], DATA["test"], {"s": 3}, out_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="reserved"):
         R.roar(model, DATA["train"], DATA["test"], {"random": FACTORIES["oracle"]},
                out_dir=tmp_path, progress=False)

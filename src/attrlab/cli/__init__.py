@@ -1,5 +1,5 @@
 """The ``attrlab`` command, one module per subcommand: ``methods``, ``train``, ``explain``,
-``bench``, ``roar``, ``reproduce``.
+``bench``, ``merge``, ``roar``, ``reproduce``.
 
 Errors a user can cause (a wrong option value, an unreadable file, a missing data set) are
 printed as one line ``attrlab: error: ...`` with exit status 2, not as a traceback.
@@ -20,6 +20,7 @@ __all__ = ["UserError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     from .bench import add_bench_parser
     from .explain import add_explain_parser
+    from .merge import add_merge_parser
     from .methods import add_methods_parser
     from .reproduce import add_reproduce_parser
     from .roar import add_roar_parser
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"attrlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for add in (add_methods_parser, add_train_parser, add_explain_parser, add_bench_parser,
-                add_roar_parser, add_reproduce_parser):
+                add_merge_parser, add_roar_parser, add_reproduce_parser):
         add(sub)
     return p
 

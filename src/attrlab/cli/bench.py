@@ -53,18 +53,24 @@ def config_from_args(args: argparse.Namespace):
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..experiments.bench import run
+    from ..experiments.planner import parse_shard
     from ..experiments.report import format_leaderboard, write_report
     from ..experiments.store import ResultStore
 
     cfg = config_from_args(args)
     store_path = Path(cfg.out) / "results.sqlite"
+    shard = parse_shard(args.shard) if args.shard else None
     if args.report_only:
         if not store_path.exists():
             raise FileNotFoundError(f"no results to report in {store_path}")
     else:
-        run(cfg, progress=not args.no_progress, fresh=args.fresh)
+        run(cfg, progress=not args.no_progress, fresh=args.fresh, shard=shard)
     with ResultStore(store_path) as store:
         print(format_leaderboard(store))
+        done, total = store.progress()
+    if done < total:
+        print(f"{done} of {total} units of the plan are stored"
+              + (f" (shard {args.shard}: merge the shards with attrlab merge)" if shard else ""))
     path = write_report(store_path)
     print(f"wrote {path}")
     return 0
@@ -77,7 +83,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         description="Run attribution methods x evaluation metrics on a model and data set. "
         "With no argument: the embedded default (digits_nib_cnn on scikit-learn digits, 64 "
         "test images, every method, every fast metric). Scores are stored in OUT/results.sqlite "
-        "as they are computed, so an interrupted run resumes; OUT/report.html is the report.")
+        "as they are computed, so an interrupted run resumes; OUT/report.html is the report. "
+        "Every result is keyed by the content of its work unit (model weights, data, samples, "
+        "method and metric options, seed), so changed settings compute new units and the "
+        "report shows the current settings' units.")
     b.add_argument("--config", help="TOML or YAML file with any of the options below "
                    "(command-line options override it)")
     b.add_argument("--checkpoint", help="shipped checkpoint name or checkpoint file "
@@ -106,6 +115,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     b.add_argument("--out", help="output directory (default attrlab-bench)")
     b.add_argument("--report-samples", type=int, help="images in the report's map grid "
                    "(default 4; 0 for none)")
+    b.add_argument("--shard", metavar="I/N", help="run only shard I of N (whole batches, "
+                   "deterministic; 0 <= I < N); combine the N output folders with attrlab merge")
     b.add_argument("--fresh", action="store_true", help="discard stored results and start over")
     b.add_argument("--report-only", action="store_true", help="only re-report stored results")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")

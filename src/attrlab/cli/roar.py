@@ -8,10 +8,8 @@ from collections import defaultdict
 import numpy as np
 
 from ..data import load_dataset
-from ..experiments.fitting import fit_methods
 from ..experiments.roar import roar
 from ..experiments.train import PRESETS
-from ..methods import get
 from ..methods.options import check_options
 from ..models import load_checkpoint
 from .common import UserError, parse_method_args, parse_methods
@@ -27,22 +25,16 @@ def cmd_roar(args: argparse.Namespace) -> int:
     if args.epochs:
         recipe = recipe.with_epochs(args.epochs)
     options = parse_method_args(args.method_arg)
-    factories = {}
+    specs = {}
     for m in parse_methods(args.methods):
-        opts = check_options(m, options.get(m, {}))
-
-        def factory(mdl, m=m, opts=opts):
-            method = get(m, mdl, **opts)
-            fit_methods({m: method}, train, f"the {name} train split")
-            return method
-
-        factories[m] = factory
+        # unknown options fail here, before any work; roar() builds and fits the methods
+        specs[m] = {"name": m, "options": check_options(m, options.get(m, {}))}
     try:
         fractions = [float(f) for f in args.fractions.split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError as err:
         raise UserError(f"--fractions/--seeds must be comma-separated numbers: {err}") from err
-    rows = roar(model, train, test, factories, fractions=fractions, recipe=recipe, seeds=seeds,
+    rows = roar(model, train, test, specs, fractions=fractions, recipe=recipe, seeds=seeds,
                 out_dir=args.out, subset=args.subset, progress=not args.no_progress)
     acc: dict[tuple[str, float], list[float]] = defaultdict(list)
     for r in rows:
@@ -56,7 +48,7 @@ def cmd_roar(args: argparse.Namespace) -> int:
                                     " " * 8 for f in fr))
     b = rows[0]
     print(f"budget: {b['n_train']} train / {b['n_test']} test images, {b['epochs']} epochs, "
-          f"{len(seeds)} seed(s); rows in {args.out}/roar.jsonl")
+          f"{len(seeds)} seed(s); results in {args.out}/results.sqlite")
     return 0
 
 
@@ -66,8 +58,9 @@ def add_roar_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        "every training and test image by the image's channel mean, retrain a "
                        "fresh model of the same architecture and report its test accuracy "
                        "(lower = the method found more important pixels). A random-ranking "
-                       "control and a no-removal baseline are added. Results are appended to "
-                       "OUT/roar.jsonl as computed; an interrupted run resumes.")
+                       "control and a no-removal baseline are added. Each run's accuracy is stored "
+                       "in OUT/results.sqlite as computed, keyed by model, data, method "
+                       "options, fraction, seed and recipe; an interrupted run resumes.")
     r.add_argument("--checkpoint", default="digits_nib_cnn", help="shipped name or file")
     r.add_argument("--dataset", help="data set (default: the checkpoint's)")
     r.add_argument("--methods", default="gxsi,ig,saliency", help="comma-separated methods")

@@ -1,23 +1,26 @@
 """``attrlab bench``: methods x metrics on a model and data set, stored as computed.
 
-The unit of work is (method, batch of samples): attributions are computed once per unit and
-every pending metric is evaluated on them; each metric's scores for the unit are written in
-one transaction, so a run that is interrupted resumes at the first unfinished unit.
+The run is a :class:`~attrlab.experiments.planner.Plan` of content-named units, one per
+(method, metric, batch of samples), grouped by batch: a group loads its batch once, computes
+each method's attributions once and scores them with every metric. Each unit's scores are
+written in one transaction (:class:`~attrlab.experiments.store.ResultStore`), so a run that is
+interrupted resumes at the first unfinished unit; ``shard=(i, n)`` runs every n-th group, and
+:func:`~attrlab.experiments.store.merge` combines the shards' stores.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import Tensor
 
+from .planner import Group, Plan, Result, Unit, model_fingerprint, parse_shard
 from .store import ResultStore
 
 try:
@@ -26,10 +29,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 DEFAULT_CHECKPOINT = "digits_nib_cnn"
-
-# Configuration keys that change the numbers: a stored run must match them to be resumed.
-_RESULT_KEYS = ("checkpoint", "torchvision", "dataset", "split", "limit", "methods",
-                "metrics", "method_options", "metric_options", "target", "seed")
 
 
 @dataclass
@@ -85,9 +84,6 @@ class BenchConfig:
             raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
         return cls(**data)
 
-    def result_key(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _RESULT_KEYS}
-
 
 def versions() -> dict[str, str]:
     """Versions recorded in the report."""
@@ -108,9 +104,13 @@ class Setup:
     meta: dict[str, Any]
     dataset: Any
     indices: Tensor
-    methods: dict[str, Any]   # name -> method, with its call options bound
+    methods: dict[str, Any]   # name -> method, built with its options (and fitted)
     metrics: dict[str, Any]
     notes: list[str]
+    fingerprint: dict[str, str] = field(default_factory=dict)  # planner.model_fingerprint
+    data_spec: dict[str, Any] = field(default_factory=dict)    # {"dataset", "split"}
+    method_specs: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"name", "options"}
+    metric_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
@@ -146,69 +146,148 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
     if any(m.needs_data for m in methods.values()):
         x0, _ = data.tensors(indices[:1])
         notes += fit_methods(methods, *reference_data(x0, meta, name, cfg.data_dir))
+    # a method's content: its options as given and, for fitted methods, what fit() learned
+    method_specs = {m: {"name": m, "options": dict(cfg.method_options.get(m, {})),
+                        **({"state": methods[m].state_dict()} if methods[m].needs_data else {})}
+                    for m in method_names}
     unknown_opts = set(cfg.method_options) - set(method_names)
     if unknown_opts:
         raise ValueError(f"method_options for methods not in the run: {sorted(unknown_opts)}")
     metric_names = cfg.metrics or [k for k in M.available() if M.metric_class(k).fast]
     metrics = {k: M.get(k, **cfg.metric_options.get(k, {}))
                for k in (metric_names if with_metrics else [])}
-    return Setup(model, meta, data, indices, methods, metrics, notes)
+    metric_specs = {k: {"name": k, "options": dict(cfg.metric_options.get(k, {}))}
+                    for k in metrics}
+    fingerprint = model_fingerprint(model, f"torchvision:{cfg.torchvision}" if cfg.torchvision
+                                    else str(cfg.checkpoint))
+    return Setup(model, meta, data, indices, methods, metrics, notes, fingerprint,
+                 {"dataset": name, "split": cfg.split}, method_specs, metric_specs)
 
 
-def evaluate(metric: Any, model: torch.nn.Module, x: Tensor, t: Tensor, attr: Tensor,
-             method: Any) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-    """Scores (and the curve, for curve metrics) of one metric on one batch."""
-    kwargs = {"method": method} if getattr(metric, "needs_method", False) else {}
-    if hasattr(metric, "evaluate_with_curve"):
-        return metric.evaluate_with_curve(model, x, t, attr, **kwargs)
-    scores = metric.evaluate(model, x, t, attr, **kwargs)
-    curve = metric.curve(model, x, t, attr, **kwargs) if hasattr(metric, "curve") else None
-    return scores, curve
+def plan(cfg: BenchConfig, setup: Setup) -> Plan:
+    """The run's units: one per (method, metric, batch), grouped by batch (method-major order
+    within a group, as the maps are computed)."""
+    groups = []
+    for idx in setup.indices.split(cfg.batch_size):
+        samples = tuple(idx.tolist())
+        shared = {"kind": "bench", "model": setup.fingerprint, "data": setup.data_spec,
+                  "samples": samples, "target": cfg.target, "seed": cfg.seed}
+        units = tuple(Unit("bench", setup.fingerprint, setup.data_spec, samples,
+                           setup.method_specs[m], setup.metric_specs[k], cfg.seed,
+                           {"target": cfg.target})
+                      for m in setup.methods for k in setup.metrics)
+        groups.append(Group(shared, units))
+    return Plan(tuple(groups))
 
 
-def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False) -> Path:
-    """Run (or resume) the benchmark into ``cfg.out``; returns the store path."""
+def score_maps(metric: Any, model: torch.nn.Module, x: Tensor, t: Tensor,
+               maps: Mapping[str, Tensor], methods: Mapping[str, Any]
+               ) -> Iterator[tuple[str, Tensor, tuple[Tensor, Tensor] | None]]:
+    """The one adapter between the runner and the metric API: yields ``(method name, scores,
+    curve or None)`` for each map of ``maps`` (one batch; ``methods`` by the same names).
+
+    Metrics with ``shares_model_passes`` score all maps in one ``compute_many`` call (the
+    model passes that do not depend on the map are made once); the others ``compute`` each
+    map, so each result can be stored as soon as it exists."""
+    needs = bool(getattr(metric, "needs_method", False))
+    if getattr(metric, "shares_model_passes", False):
+        results = metric.compute_many(model, x, t, dict(maps), methods=(
+            {name: methods[name] for name in maps} if needs else None))
+        for name in maps:
+            yield name, results[name].scores, results[name].curve
+        return
+    for name, attr in maps.items():
+        r = metric.compute(model, x, t, attr, method=methods[name] if needs else None)
+        yield name, r.scores, r.curve
+
+
+def _result(unit: Unit, scores: Tensor, curve: tuple[Tensor, Tensor] | None) -> Result:
+    c = None
+    if curve is not None:
+        c = (tuple(curve[0].tolist()), tuple(tuple(r) for r in curve[1].tolist()))
+    return Result(unit.key, unit.samples, tuple(scores.tolist()), c)
+
+
+def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
+                  done: frozenset[str] | set[str] = frozenset()) -> Iterator[tuple[Unit, Result]]:
+    """Compute the units of ``group`` whose keys are not in ``done``; yields each
+    ``(unit, result)`` as soon as it is computed.
+
+    Each method's maps of the batch are computed once (random methods draw from a generator
+    seeded with ``seed * 100003 + first sample``: :meth:`Attribution.seeded`, so a resumed or
+    sharded run draws the same noise); metrics that call the method again (``needs_method``)
+    score each map on its own, every other metric scores the maps of all methods of the
+    batch through :func:`score_maps`."""
+    pending = [u for u in group.units if u.key not in done]
+    if not pending:
+        return
+    idx = torch.tensor(group.units[0].samples, dtype=torch.long)
+    x, y = setup.dataset.tensors(idx)
+    x, y = x.to(cfg.device), y.to(cfg.device)
+    if cfg.target == "pred":
+        with torch.no_grad():
+            y = setup.model(x).argmax(1)
+    needs = {k: bool(getattr(m, "needs_method", False)) for k, m in setup.metrics.items()}
+    maps: dict[str, Tensor] = {}
+    for name in dict.fromkeys(u.method_name for u in pending):
+        method = setup.methods[name]
+        maps[name] = method.attribute(x, y, **method.seeded(cfg.seed * 100003 + int(idx[0])))
+        for u in pending:
+            if u.method_name == name and needs[u.metric_name]:
+                for _, scores, curve in score_maps(setup.metrics[u.metric_name], setup.model,
+                                                   x, y, {name: maps[name]}, {name: method}):
+                    yield u, _result(u, scores, curve)
+    for k, metric in setup.metrics.items():
+        if needs[k]:
+            continue
+        units = {u.method_name: u for u in pending if u.metric_name == k}
+        if not units:
+            continue
+        for name, scores, curve in score_maps(metric, setup.model, x, y,
+                                              {m: maps[m] for m in units}, setup.methods):
+            yield units[name], _result(units[name], scores, curve)
+
+
+def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False,
+        shard: tuple[int, int] | str | None = None) -> Path:
+    """Run (or resume) the benchmark into ``cfg.out``; returns the store path.
+
+    ``shard=(i, n)`` (or ``"i/n"``) computes only the groups ``i, i + n, ...`` of the plan
+    (:meth:`Plan.shard`); the store still records the whole plan, so the stores of all ``n``
+    shards merge (:func:`attrlab.experiments.store.merge`) into the unsharded result."""
     from tqdm.auto import tqdm
 
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    elif shard is not None:
+        parse_shard(f"{shard[0]}/{shard[1]}")
     setup = resolve(cfg)
+    full = plan(cfg, setup)
+    todo = full if shard is None else full.shard(*shard)
     out = Path(cfg.out)
     path = out / "results.sqlite"
     if fresh and path.exists():
         path.unlink()
     with ResultStore(path) as store:
-        previous = store.info("result_key")
-        if previous is not None and previous != json.loads(json.dumps(cfg.result_key())):
-            raise ValueError(f"{path} holds results of a different configuration; use another "
-                             "--out or --fresh to start over")
-        store.set_info("result_key", cfg.result_key())
+        store.set_plan(full)
+        store.set_info("shard", None if shard is None else f"{shard[0]}/{shard[1]}")
         store.set_info("config", asdict(cfg))
         store.set_info("versions", versions())
         store.set_info("meta", {k: v for k, v in setup.meta.items() if k != "recipe"})
         store.set_info("notes", setup.notes)
         store.set_info("higher_is_better", {k: bool(m.higher_is_better)
                                             for k, m in setup.metrics.items()})
-        batches = setup.indices.split(cfg.batch_size)
-        units = [(m, b) for m in setup.methods for b in batches]
+        done = store.done_keys()
+        pending = todo.pending(done)
         started = time.perf_counter()
-        bar = tqdm(units, desc="bench", disable=not progress, file=sys.stderr)
-        for name, idx in bar:
-            bar.set_postfix(method=name)
-            pending = [k for k in setup.metrics if not store.done(name, k, idx.tolist())]
-            if not pending:
-                continue
-            method = setup.methods[name]
-            x, y = setup.dataset.tensors(idx)
-            x, y = x.to(cfg.device), y.to(cfg.device)
-            if cfg.target == "pred":
-                with torch.no_grad():
-                    y = setup.model(x).argmax(1)
-            # per-unit seed, so a resumed or sharded run draws the same noise
-            attr = method.attribute(x, y, **method.seeded(cfg.seed * 100003 + int(idx[0])))
-            for k in pending:
-                scores, curve = evaluate(setup.metrics[k], setup.model, x, y, attr, method)
-                curve_rows = None
-                if curve is not None:
-                    curve_rows = (curve[0].tolist(), curve[1].tolist())
-                store.add(name, k, idx.tolist(), scores.tolist(), curve_rows)
+        bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc="bench",
+                   disable=not progress, file=sys.stderr)
+        for group in pending.groups:
+            for unit, result in execute_group(setup, cfg, group, done):
+                store.put(unit, result)
+                bar.set_postfix(method=unit.method_name)
+                bar.update(1)
+        bar.update(sum(u.key in done for g in pending.groups for u in g.units))
+        bar.close()
         store.set_info("seconds_last_run", time.perf_counter() - started)
     return path

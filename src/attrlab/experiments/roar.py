@@ -9,7 +9,7 @@ image; in each image the top-``k`` pixels are replaced by the image's per-channe
 model of the same architecture is trained from scratch on the modified training set and its
 accuracy on the modified test set is reported. The more the accuracy drops, the better the
 method found the features the task depends on. This is not a per-sample :class:`Metric`:
-:func:`roar` is an experiment driver that writes one JSON line per finished run.
+:func:`roar` is an experiment driver that stores one unit per finished run.
 
 Definitions (documented choices):
 
@@ -33,23 +33,25 @@ Budget: ``subset`` takes the first ``n`` training and test images; ``recipe`` (f
 ``Recipe.with_epochs(e)``) sets the training; every row records ``n_train``, ``n_test``,
 ``epochs`` and ``full_data``, and a one-line summary stating the budget is printed.
 
-Resume: rows are appended (and flushed) to ``out_dir/roar.jsonl`` as soon as they are
-computed; a restarted call skips rows already present for the same (method, fraction,
-seed, n_train, n_test, epochs). Attributions of each method are cached in
-``out_dir/attr-<method>.pt`` (channel-summed float32 maps and a SHA-1 fingerprint of the
-model's weights; ``torch.load(weights_only=True)``); a cache made for another model or
-subset is recomputed. Delete it after changing a method's options under the same name.
-``out_dir/config.json`` records the model's fingerprint and the recipe (all but the epochs);
-a later call with another model or recipe is refused. Retrained models are written to
-``out_dir/models/<method>-<fraction>-seed<seed>-<n_train>x<n_test>-<epochs>ep.pt`` by
+Resume: every (method, fraction, seed) run is a unit of the store ``out_dir/results.sqlite``
+(:mod:`attrlab.experiments.store`), named by content: the model's weights (SHA-1), the
+training and test images used (SHA-1 of the subset's images and labels), the method and its
+options, the fraction, the seed, the recipe and the fit options. Its test accuracy is stored
+(as the unit's score of sample -1) as soon as it is computed; a restarted call skips units
+already done, and any change of those settings makes new units (nothing stale is reused, no
+folder is refused). Attributions of each method are stored as artefacts keyed by model, data
+and method + options (channel-summed float32 maps, ``torch.load(weights_only=True)``).
+Methods given as a spec ``{"name": registered method, "options": {...}}`` are named by their
+options; a method given as a factory callable is named by its entry name only (pass a spec
+to have changed options recomputed). Retrained models are written to
+``out_dir/models/<method>-<fraction>-seed<seed>-<n_train>x<n_test>-<epochs>ep-<unit>.pt`` by
 :func:`attrlab.train.fit`, which resumes an interrupted training from its ``.partial`` file;
-a finished checkpoint whose row was not yet written is evaluated instead of retrained.
+a finished checkpoint whose score was not yet stored is evaluated instead of retrained.
+:func:`stored_rows` reads the rows of the last call back from the store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import re
@@ -64,6 +66,8 @@ from torch import Tensor, nn
 from ..data import NormalizedDataset
 from ..models import build
 from . import train as _train
+from .planner import Group, Plan, Result, Unit, state_dict_sha1, tensor_digest
+from .store import ResultStore
 
 FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 RESERVED = ("random", "baseline")
@@ -192,12 +196,7 @@ def compute_scores(model: nn.Module, factory: Callable[[nn.Module], Any], data: 
 
 def model_fingerprint(model: nn.Module) -> str:
     """SHA-1 of the model's state dict (names, dtypes, shapes and values)."""
-    h = hashlib.sha1()
-    for name, v in model.state_dict().items():
-        t = v.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return state_dict_sha1(model)
 
 
 def _random_scores(data: NormalizedDataset, split: str) -> Tensor:
@@ -206,23 +205,58 @@ def _random_scores(data: NormalizedDataset, split: str) -> Tensor:
     return torch.rand(n, h, w, generator=gen)
 
 
-def _load_rows(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash: ignore it
-                continue
+def _data_id(ds: NormalizedDataset) -> dict[str, Any]:
+    return {"n": len(ds), "images": tensor_digest(ds.images), "labels": tensor_digest(ds.labels)}
+
+
+def _method_spec(name: str, entry: Any) -> dict[str, Any]:
+    """The content of a method entry: a spec's name and options, or the entry name alone for
+    a factory callable."""
+    if isinstance(entry, Mapping):
+        if set(entry) - {"name", "options"} or "name" not in entry:
+            raise ValueError(f"method {name!r}: a spec is {{'name': ..., 'options': {{...}}}}, "
+                             f"got keys {sorted(entry)}")
+        return {"name": str(entry["name"]), "options": dict(entry.get("options") or {})}
+    if not callable(entry):
+        raise TypeError(f"method {name!r}: give a factory callable or a spec dict, got "
+                        f"{type(entry).__name__}")
+    return {"name": name, "factory": True}
+
+
+def _build(model: nn.Module, spec: dict[str, Any], train_ds: NormalizedDataset) -> Any:
+    """The method of a spec on ``model``, fitted on ``train_ds`` if it needs data; what the
+    fit learned is added to the spec (``"state"``), so it names the stored maps."""
+    from ..methods import get
+    from ..methods.options import check_options
+    from .fitting import fit_methods
+
+    method = get(spec["name"], model, **check_options(spec["name"], spec["options"]))
+    fit_methods({spec["name"]: method}, train_ds, "the training set")
+    if method.needs_data:
+        spec["state"] = method.state_dict()
+    return method
+
+
+def _row(unit: Unit, accuracy: float) -> dict:
+    e = unit.extra
+    return {"method": e["method"], "fraction": e["fraction"], "seed": unit.seed,
+            "accuracy": accuracy, "n_train": e["n_train"], "n_test": e["n_test"],
+            "epochs": e["epochs"], "full_data": e["full_data"]}
+
+
+def stored_rows(out_dir: str | os.PathLike) -> list[dict]:
+    """The rows of the last :func:`roar` call in ``out_dir`` that are stored, in its order."""
+    path = Path(out_dir) / "results.sqlite"
+    if not path.exists():
+        return []
+    with ResultStore(path) as store:
+        units = {u.key: u for u in store.units()}
+        rows = []
+        for key in store.plan_keys() or []:
+            got = store.unit_scores(key)
+            if got and key in units:
+                rows.append(_row(units[key], got[0][1]))
     return rows
-
-
-def _key(row: Mapping) -> tuple:
-    return (row["method"], round(float(row["fraction"]), 6), int(row["seed"]), int(row["n_train"]),
-            int(row["n_test"]), int(row["epochs"]))
 
 
 def roar(model: nn.Module, train_ds: NormalizedDataset, test_ds: NormalizedDataset,
@@ -236,13 +270,16 @@ def roar(model: nn.Module, train_ds: NormalizedDataset, test_ds: NormalizedDatas
     ``{method, fraction, seed, accuracy, n_train, n_test, epochs, full_data}``.
 
     ``model``: the trained model (attributions are computed with it; the retrained models
-    are built from ``model.arch``). ``method_factories``: name -> ``factory(model)``
-    returning an Attribution or a callable ``(x, y) -> maps``; ``"random"`` and
+    are built from ``model.arch``). ``method_factories``: name -> a spec ``{"name":
+    registered method, "options": {...}}`` (named by its options in the store) or a
+    ``factory(model)`` returning an Attribution or a callable ``(x, y) -> maps`` (named by
+    the entry name only); ``"random"`` and
     ``"baseline"`` are reserved for the controls added by ``include_random`` and
     ``include_baseline``. ``recipe``: training of the retrained models (default
     ``PRESETS["paper01"]``). ``subset``: first n (or (n_train, n_test)) images.
-    ``fit_options``: extra keyword arguments for :func:`attrlab.train.fit`.
-    Rows already in ``out_dir/roar.jsonl`` are returned without recomputation.
+    ``fit_options``: extra keyword arguments for :func:`attrlab.train.fit` (all but
+    ``device`` and ``channels_last`` name the units).
+    Runs already stored in ``out_dir/results.sqlite`` are returned without recomputation.
     """
     from tqdm.auto import tqdm
 
@@ -265,6 +302,14 @@ def roar(model: nn.Module, train_ds: NormalizedDataset, test_ds: NormalizedDatas
     budget = {"n_train": n_train, "n_test": n_test, "epochs": recipe.epochs,
               "full_data": n_train == len(train_ds) and n_test == len(test_ds)}
 
+    specs = {m: _method_spec(m, e) for m, e in method_factories.items()}
+    factories = {}
+    for m, e in method_factories.items():
+        if isinstance(e, Mapping):
+            built = _build(model, specs[m], train_ds)
+            factories[m] = lambda mdl, built=built: built
+        else:
+            factories[m] = e
     jobs: list[tuple[str, float, int]] = []
     if include_baseline:
         jobs += [("baseline", 0.0, s) for s in seeds]
@@ -272,83 +317,73 @@ def roar(model: nn.Module, train_ds: NormalizedDataset, test_ds: NormalizedDatas
     jobs += [(m, f, s) for m in names for f in fractions for s in seeds]
 
     fingerprint = model_fingerprint(model)
-    _check_config(out_dir, recipe, fingerprint)
-    log = out_dir / "roar.jsonl"
-    done = {_key(r): r for r in _load_rows(log)}
-    todo = [(m, f, s) for m, f, s in jobs
-            if _key({"method": m, "fraction": f, "seed": s, **budget}) not in done]
-    print(f"ROAR budget: {n_train}/{len(train_ds)} training and {n_test}/{len(test_ds)} test "
-          f"images, {recipe.epochs} epochs ({recipe.optimizer}, lr {recipe.lr}, batch "
-          f"{recipe.batch_size}); {len(names)} methods x {len(fractions)} fractions x "
-          f"{len(seeds)} seeds + {len(seeds) if include_baseline else 0} baselines; "
-          f"{len(jobs) - len(todo)} of {len(jobs)} runs already in {log}", file=sys.stderr)
+    data = {"train": _data_id(train_s), "test": _data_id(test_s)}
+    rec = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()}
+    training = {"recipe": rec, "fit_options": {k: v for k, v in (fit_options or {}).items()
+                                               if k not in ("device", "channels_last")}}
 
-    scores: dict[str, tuple[Tensor, Tensor]] = {}
+    def unit_of(method: str, fraction: float, seed: int) -> Unit:
+        spec = specs.get(method, {"name": method, "options": {}})
+        return Unit("roar", {"sha1": fingerprint}, data, (), spec,
+                    {"name": "roar", "options": {"fraction": fraction, **training}}, seed,
+                    {"method": method, "fraction": fraction, **budget})
 
-    def scores_of(method: str) -> tuple[Tensor, Tensor]:
-        if method in scores:
-            return scores[method]
-        if method == "random":
-            scores[method] = (_random_scores(train_s, "train"), _random_scores(test_s, "test"))
-            return scores[method]
-        cache = out_dir / f"attr-{method}.pt"
-        if cache.exists():
-            blob = torch.load(cache, weights_only=True)
-            if (blob.get("model") == fingerprint and blob["train"].shape[0] == n_train
-                    and blob["test"].shape[0] == n_test):
-                scores[method] = (blob["train"], blob["test"])
+    units = [unit_of(*job) for job in jobs]
+    plan = Plan(tuple(Group({"unit": u.key}, (u,)) for u in units))
+    store_path = out_dir / "results.sqlite"
+    with ResultStore(store_path) as store:
+        store.set_plan(plan)
+        done = store.done_keys()
+        todo = [(u, job) for u, job in zip(units, jobs) if u.key not in done]
+        print(f"ROAR budget: {n_train}/{len(train_ds)} training and {n_test}/{len(test_ds)} "
+              f"test images, {recipe.epochs} epochs ({recipe.optimizer}, lr {recipe.lr}, batch "
+              f"{recipe.batch_size}); {len(names)} methods x {len(fractions)} fractions x "
+              f"{len(seeds)} seeds + {len(seeds) if include_baseline else 0} baselines; "
+              f"{len(jobs) - len(todo)} of {len(jobs)} runs already in {store_path}",
+              file=sys.stderr)
+
+        scores: dict[str, tuple[Tensor, Tensor]] = {}
+
+        def scores_of(method: str) -> tuple[Tensor, Tensor]:
+            if method in scores:
                 return scores[method]
-        factory = method_factories[method]
-        tr = compute_scores(model, factory, train_s, batch_size, progress, f"{method} train")
-        te = compute_scores(model, factory, test_s, batch_size, progress, f"{method} test")
-        tmp = cache.with_suffix(".tmp")
-        torch.save({"train": tr, "test": te, "model": fingerprint}, tmp)
-        os.replace(tmp, cache)
-        scores[method] = (tr, te)
-        return scores[method]
+            if method == "random":
+                scores[method] = (_random_scores(train_s, "train"),
+                                  _random_scores(test_s, "test"))
+                return scores[method]
+            key = {"kind": "roar-maps", "model": fingerprint, "data": data,
+                   "method": specs[method]}
+            blob = store.artefact(key)
+            if blob is None:
+                factory = factories[method]
+                tr = compute_scores(model, factory, train_s, batch_size, progress,
+                                    f"{method} train")
+                te = compute_scores(model, factory, test_s, batch_size, progress,
+                                    f"{method} test")
+                blob = {"train": tr, "test": te}
+                store.put_artefact(key, blob)
+            scores[method] = (blob["train"], blob["test"])
+            return scores[method]
 
-    rows_by_key = dict(done)
-    bar = tqdm(todo, desc="ROAR", disable=not progress)
-    for method, fraction, seed in bar:
-        bar.set_postfix(method=method, fraction=fraction, seed=seed)
-        if method == "baseline":
-            tr_ds, te_ds = train_s, test_s
-        else:
-            tr_sc, te_sc = scores_of(method)
-            tr_ds = NormalizedDataset(remove_top(train_s.images, tr_sc, fraction), train_s.labels,
-                                      train_s.info)
-            te_ds = NormalizedDataset(remove_top(test_s.images, te_sc, fraction), test_s.labels,
-                                      test_s.info)
-        acc = _retrain(model.arch, tr_ds, te_ds, recipe, seed,
-                       out_dir / "models" / (f"{method}-{fraction:g}-seed{seed}-"
-                                             f"{n_train}x{n_test}-{recipe.epochs}ep.pt"),
-                       {"method": method, "fraction": fraction, **budget}, progress,
-                       dict(fit_options or {}))
-        row = {"method": method, "fraction": fraction, "seed": seed, "accuracy": acc, **budget}
-        with open(log, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        rows_by_key[_key(row)] = row
-    return [rows_by_key[_key({"method": m, "fraction": f, "seed": s, **budget})]
-            for m, f, s in jobs]
-
-
-def _check_config(out_dir: Path, recipe: _train.Recipe, fingerprint: str) -> None:
-    """One output directory belongs to one trained model and one recipe (up to the number of
-    epochs, which is part of every row's key): refuse to mix results otherwise."""
-    rec = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()
-           if k not in ("epochs", "milestones")}
-    config = {"model": fingerprint, "recipe": rec}
-    path = out_dir / "config.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(config)):
-            what = [k for k in config if old.get(k) != json.loads(json.dumps(config))[k]]
-            raise ValueError(f"{out_dir} holds ROAR results for another {' and '.join(what)} "
-                             f"(see {path}); use a new out_dir")
-        return
-    path.write_text(json.dumps(config, indent=1) + "\n")
+        bar = tqdm(todo, desc="ROAR", disable=not progress)
+        for unit, (method, fraction, seed) in bar:
+            bar.set_postfix(method=method, fraction=fraction, seed=seed)
+            if method == "baseline":
+                tr_ds, te_ds = train_s, test_s
+            else:
+                tr_sc, te_sc = scores_of(method)
+                tr_ds = NormalizedDataset(remove_top(train_s.images, tr_sc, fraction),
+                                          train_s.labels, train_s.info)
+                te_ds = NormalizedDataset(remove_top(test_s.images, te_sc, fraction),
+                                          test_s.labels, test_s.info)
+            ckpt = out_dir / "models" / (f"{method}-{fraction:g}-seed{seed}-{n_train}x{n_test}-"
+                                         f"{recipe.epochs}ep-{unit.key[:12]}.pt")
+            acc = _retrain(model.arch, tr_ds, te_ds, recipe, seed, ckpt,
+                           {"method": method, "fraction": fraction, "unit": unit.key,
+                            **budget}, progress, dict(fit_options or {}))
+            store.put(unit, Result(unit.key, (-1,), (float(acc),)))
+        accuracy = {u.key: store.unit_scores(u.key)[0][1] for u in units}
+    return [_row(u, accuracy[u.key]) for u in units]
 
 
 def _retrain(arch: dict, train_ds: NormalizedDataset, test_ds: NormalizedDataset,

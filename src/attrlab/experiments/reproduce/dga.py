@@ -27,7 +27,7 @@ DGA spends. ``quick=True`` shrinks everything (see :func:`settings`) to check th
 
 Every experiment is resumable: Table 1 is an :mod:`attrlab.bench` run per model, Table 2 a
 result store per model that shares each batch's maps over the q values and the masked
-forward passes over the methods (:func:`table2`), ROAR appends to its ``roar.jsonl`` and
+forward passes over the methods (:func:`table2`), ROAR stores its runs in its store and
 Figure 2 caches its numbers and maps, so a second call recomputes nothing and an interrupted
 one continues. ``results.json`` accumulates over calls (:func:`reproduce`): ``only`` runs some
 experiments, ``q_values`` some columns of Table 2, and the report shows everything measured
@@ -279,51 +279,54 @@ def table2(ckpt: str, s: Settings, out: Path, device: str, data_dir: str | None,
     methods (:meth:`SensitivityN.evaluate_many`; the masks do not depend on the method), so
     the cost is one set of maps plus ``n_subsets`` forward passes per image and q, not six.
     The scores are the same as separate ``attrlab bench`` runs with one
-    ``sensitivity_n`` metric per q. Resumable: scores go to ``out/results.sqlite`` (metric
-    :func:`table2_metric_name`) batch by batch; a later call with more q values computes only
-    those."""
+    ``sensitivity_n`` metric per q. Resumable: each (method, q, batch) is a unit of the
+    store ``out/results.sqlite`` (:mod:`attrlab.experiments.planner`; metric name
+    :func:`table2_metric_name`, options naming q, ``n_subsets`` and :data:`TABLE2_METRIC`), so
+    a later call with more q values computes only those, and other settings are other units."""
     from tqdm.auto import tqdm
 
     from ...metrics.faithfulness.sensitivity_n import SensitivityN
     from ..bench import resolve, versions
+    from ..planner import Group, Plan, Result, Unit
     from ..store import ResultStore
 
     cfg = _bench_config(ckpt, s, {}, out, device, data_dir)
     setup = resolve(cfg, with_metrics=False)
-    key = {"checkpoint": ckpt, "limit": s.limit, "methods": list(METHODS),
-           "method_options": method_options(s.n_steps), "n_subsets": s.n_subsets,
-           "batch_size": s.batch_size, **TABLE2_METRIC}
     metrics = {q: SensitivityN(fraction=q, n_subsets=s.n_subsets, **TABLE2_METRIC)
                for q in s.q_values}
-    path = out / "results.sqlite"
+    specs = {q: {"name": table2_metric_name(q), "options": {
+        "metric": "sensitivity_n", "fraction": q, "n_subsets": s.n_subsets, **TABLE2_METRIC}}
+        for q in s.q_values}
+    groups = []
+    for idx in setup.indices.split(s.batch_size):
+        samples = tuple(idx.tolist())
+        units = tuple(Unit("bench", setup.fingerprint, setup.data_spec, samples,
+                           setup.method_specs[m], specs[q], cfg.seed, {"target": cfg.target})
+                      for q in s.q_values for m in METHODS)
+        groups.append(Group({"table2": ckpt, "samples": samples}, units))
+    plan = Plan(tuple(groups))
     out.mkdir(parents=True, exist_ok=True)
-    with ResultStore(path) as store:
-        previous = store.info("table2_key")
-        if previous is not None and previous != json.loads(json.dumps(key)):
-            raise ValueError(f"{path} holds Table 2 scores of other settings ({previous}); "
-                             "use another output folder")
-        store.set_info("table2_key", key)
+    with ResultStore(out / "results.sqlite") as store:
+        store.set_plan(plan)
         store.set_info("versions", versions())
-        for idx in tqdm(setup.indices.split(s.batch_size), desc=f"table2 {ckpt}",
-                        disable=not progress):
-            pending = {q: [m for m in METHODS
-                           if not store.done(m, table2_metric_name(q), idx.tolist())]
-                       for q in s.q_values}
-            needed = [m for m in METHODS if any(m in ms for ms in pending.values())]
-            if not needed:
-                continue
+        done = store.done_keys()
+        for group in tqdm(plan.pending(done).groups, desc=f"table2 {ckpt}",
+                          disable=not progress):
+            pending = [u for u in group.units if u.key not in done]
+            needed = list(dict.fromkeys(u.method_name for u in pending))
+            idx = torch.tensor(group.units[0].samples, dtype=torch.long)
             x, y = setup.dataset.tensors(idx)
             x, y = x.to(device), y.to(device)
             seed = cfg.seed * 100003 + int(idx[0])  # as attrlab bench
             maps = {m: setup.methods[m].attribute(x, y, **setup.methods[m].seeded(seed)).detach()
                     for m in needed}
-            for q, ms in pending.items():
-                if ms:
+            for q in s.q_values:
+                units = {u.method_name: u for u in pending if u.metric == specs[q]}
+                if units:
                     scores = metrics[q].evaluate_many(setup.model, x, y,
-                                                      {m: maps[m] for m in ms})
-                    for m in ms:
-                        store.add(m, table2_metric_name(q), idx.tolist(),
-                                  scores[m].tolist())
+                                                      {m: maps[m] for m in units})
+                    for m, u in units.items():
+                        store.put(u, Result(u.key, u.samples, tuple(scores[m].tolist())))
         res: dict[str, dict[str, tuple[float, float]]] = {m: {} for m in METHODS}
         for q in s.q_values:
             for m, v in method_means(store, table2_metric_name(q)).items():
@@ -348,7 +351,6 @@ def figure5(s: Settings, out: Path, device: str, data_dir: str | None,
     the first ``s.roar_train`` / ``s.roar_test`` training / test images (the CIFAR-10 loader
     deals the classes out in turn, so these are class-balanced)."""
     from ...data import load_dataset
-    from ...methods import get as get_method
     from ...models import load_checkpoint
     from ..roar import roar
 
@@ -356,15 +358,9 @@ def figure5(s: Settings, out: Path, device: str, data_dir: str | None,
     model = model.to(device).eval()
     train, test = (load_dataset(meta["dataset"], split, data_dir) for split in ("train", "test"))
     opts = method_options(s.n_steps)
-    # roar() caches each method's maps by name: refuse a folder made with other options
-    options_file = out / "method_options.json"
-    if options_file.exists() and json.loads(options_file.read_text()) != opts:
-        raise ValueError(f"{out} holds ROAR results for other method options (see "
-                         f"{options_file}); use another output folder")
-    out.mkdir(parents=True, exist_ok=True)
-    options_file.write_text(json.dumps(opts, indent=1))
-    factories = {m: (lambda mdl, m=m: get_method(m, mdl, **opts.get(m, {}))) for m in METHODS}
-    rows = roar(model, train, test, factories, fractions=s.roar_fractions,
+    # the store names each method's maps by its options: other options are other units
+    specs = {m: {"name": m, "options": opts.get(m, {})} for m in METHODS}
+    rows = roar(model, train, test, specs, fractions=s.roar_fractions,
                 recipe=roar_recipe(s.roar_epochs), seeds=(0,), out_dir=out,
                 subset=(s.roar_train, s.roar_test), progress=progress, batch_size=128,
                 fit_options={"device": device, "channels_last": True})
