@@ -16,6 +16,9 @@ class GuidedBackprop(Attribution):
 
     name = "gbp"
     reference = "Springenberg et al. 2014, section 3.4"
+    multi_input = True
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        return rule_gradient(self, NonlinearityRules("guided"), inputs, target)[0]
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor,
+                   additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
+        return rule_gradient(self, NonlinearityRules("guided"), inputs, target,
+                             additional_forward_args)[0]

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from ...core.checks import check_target_range
+from ...core.checks import select_target
 from ...core.rules import NonlinearityRules
 from ..base import Attribution
 
 
-def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor,
-                  target: Tensor) -> tuple[Tensor, Tensor]:
-    """Modified gradient of the selected logits under ``rule``; returns (grad, outputs)."""
-    x = inputs.detach().requires_grad_(True)
+def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor | tuple[Tensor, ...],
+                  target: Tensor, args: tuple = ()) -> tuple[Any, Tensor]:
+    """Modified gradient of the selected logits under ``rule``; returns (grad, outputs).
+    ``inputs`` is a tensor or a tuple of tensors (then the gradients are a tuple); ``args``
+    go to the model after the inputs."""
+    is_tuple = isinstance(inputs, tuple)
+    xs = tuple(x.detach().requires_grad_(True) for x in (inputs if is_tuple else (inputs,)))
     with torch.enable_grad():
         with rule:
-            out = attr.forward(x)
+            out = attr.forward(*xs, *args)
         if rule.calls == 0 and rule.rule != "rescale":
             # DeepLIFT of a linear model is well defined (the gradient); GBP and RectGrad
             # are not: they would silently return the plain gradient.
@@ -24,7 +29,7 @@ def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor,
                 f"{type(attr).__name__}: the model made no ReLU call, so the {rule.rule!r} "
                 "rule never applied; the method is undefined for it"
             )
-        check_target_range(target, out.shape[1])
-        sel = out.gather(1, target.view(-1, 1)).squeeze(1)
-        (grad,) = torch.autograd.grad(sel.sum(), x)
-    return grad, out.detach()
+        sel = select_target(out, target)
+        grads = torch.autograd.grad(sel.sum(), xs, allow_unused=True)
+    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
+    return (grads if is_tuple else grads[0]), out.detach()

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...core.checks import check_target_range, get_module
+from ...core.checks import get_module, select_target
 from ...core.hooks import capture_outputs
-from ..base import Attribution, Option, boolean, register
+from ..base import Attribution, Option, as_args, boolean, register
 
 
 def upsample_to(maps: Tensor, inputs: Tensor, align_corners: bool = False) -> Tensor:
@@ -42,28 +42,30 @@ class GradCAM(Attribution):
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
                  **options: Any) -> None:
         super().__init__(model, **options)
+        self.require_module()
         if layer is None:
-            layer = last_conv_name(model)
-        self.layer = get_module(model, layer)
+            layer = last_conv_name(self.model)
+        self.layer = get_module(self.model, layer)
         self.signed = not self.defaults["relu_attributions"]
 
-    def layer_attribute(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
+    def layer_attribute(self, inputs: Tensor, target=None, *, additional_forward_args: Any = None,
+                        **options: Any) -> Tensor:
         """The Grad-CAM map at the layer's resolution, shape (N, 1, h, w)."""
         opts = self.resolve_options(options)
-        return self.guarded(inputs, target,
-                            lambda x, t: self._attribute(x, t, _layer=True, **opts))
+        args = as_args(additional_forward_args)
+        return self.guarded(inputs, target, lambda x, t: self._attribute(
+            x, t, additional_forward_args=args, _layer=True, **opts), additional_forward_args=args)
 
     def _attribute(self, inputs: Tensor, target: Tensor, relu_attributions: bool,
-                   _layer: bool = False) -> Tensor:
+                   additional_forward_args: tuple = (), _layer: bool = False) -> Tensor:
         with torch.enable_grad(), capture_outputs({"layer": self.layer}) as rec:
             # inputs must require grad: the parameters do not, inside model_guard
-            out = self.forward(inputs.detach().requires_grad_(True))
+            out = self.forward(inputs.detach().requires_grad_(True), *additional_forward_args)
             acts = rec["layer"]
             if len(acts) != 1:
                 raise ValueError(f"Grad-CAM layer was called {len(acts)} times in one forward "
                                  "pass; choose a layer that runs once")
-            check_target_range(target, out.shape[1])
-            sel = out.gather(1, target.view(-1, 1)).squeeze(1)
+            sel = select_target(out, target)
             (grad,) = torch.autograd.grad(sel.sum(), acts[0])
         a = acts[0].detach()
         if a.dim() < 3:
