@@ -1,4 +1,5 @@
-"""``attrlab methods``: list the registered attribution methods."""
+"""``attrlab methods``: list the registered attribution methods with their metadata (reference,
+cost at the default options, random / needs data)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from ..methods import available, method_class
 def cmd_methods(args: argparse.Namespace) -> int:
     for name in available():
         cls = method_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:12s} {doc}")
+        tags = [t for t, on in (("random: generator=", cls.random),
+                                ("needs data: fit()", cls.needs_data)) if on]
+        extra = f"  [{'; '.join(tags)}]" if tags else ""
+        print(f"{name:18s} {cls.reference}, {cls.cost():g} pass(es)/sample{extra}")
     return 0
 
 

@@ -9,6 +9,8 @@ deterministic and needs no storage.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -45,19 +47,27 @@ class ClutteredMNIST(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def raw(self, i: int) -> tuple[np.ndarray, int, tuple[int, int, int, int]]:
-        """Sample ``i`` as a uint8 canvas, its label and its digit box."""
+    def _place(self, i: int) -> tuple[np.random.Generator, int, int, int,
+                                      tuple[int, int, int, int]]:
+        """The generator of sample ``i`` after placing its digit, the digit's index, its top
+        left corner (y, x) and its tight box (the first draws of :meth:`raw`)."""
         if not 0 <= i < self.length:
             raise IndexError(i)
         rng = np.random.default_rng([self.seed, i])
         src = i % len(self.digits)
+        h, w = self.digits[src].shape
+        y, x = rng.integers(0, self.size - h + 1), rng.integers(0, self.size - w + 1)
+        rows, cols = np.nonzero(self.digits[src])
+        box = (int(x + cols.min()), int(y + rows.min()), int(x + cols.max() + 1),
+               int(y + rows.max() + 1)) if len(rows) else (int(x), int(y), int(x + w), int(y + h))
+        return rng, src, int(y), int(x), box
+
+    def raw(self, i: int) -> tuple[np.ndarray, int, tuple[int, int, int, int]]:
+        """Sample ``i`` as a uint8 canvas, its label and its digit box."""
+        rng, src, y, x, box = self._place(i)
         digit = self.digits[src]
         h, w = digit.shape
         canvas = np.zeros((self.size, self.size), dtype=np.uint8)
-        y, x = rng.integers(0, self.size - h + 1), rng.integers(0, self.size - w + 1)
-        rows, cols = np.nonzero(digit)
-        box = (int(x + cols.min()), int(y + rows.min()), int(x + cols.max() + 1),
-               int(y + rows.max() + 1)) if len(rows) else (int(x), int(y), int(x + w), int(y + h))
         f = self.fragment
         placed = 0
         for _ in range(self.n_fragments * 20):
@@ -73,6 +83,23 @@ class ClutteredMNIST(Dataset):
             placed += 1
         np.maximum(canvas[y:y + h, x:x + w], digit, out=canvas[y:y + h, x:x + w])
         return canvas, int(self.labels[src]), box
+
+    def ground_truth(self, indices: Tensor | Sequence[int] | None = None) -> dict[str, Tensor]:
+        """Ground truth of the selected samples (all if ``indices`` is None), in the form
+        metrics take it (:meth:`attrlab.metrics.Metric.compute`, ``ground_truth=``):
+        ``{"boxes": (N, 4) long}``, each row the digit's box ``(x0, y0, x1, y1)`` with
+        exclusive upper corner, in pixels. Only the digit placement is drawn (no canvas)."""
+        if indices is None:
+            idx = list(range(self.length))
+        else:
+            idx = torch.as_tensor(indices).reshape(-1).tolist()
+            if any(isinstance(i, (bool, float)) for i in idx):
+                raise TypeError("indices must be integers")
+        for i in idx:
+            if not -self.length <= i < self.length:
+                raise IndexError(f"index {i} out of range for {self.length} samples")
+        boxes = [self._place(i % self.length)[4] for i in idx]
+        return {"boxes": torch.tensor(boxes, dtype=torch.long).reshape(len(idx), 4)}
 
     def __getitem__(self, i: int) -> tuple[Tensor, int, Tensor]:
         canvas, label, box = self.raw(i)

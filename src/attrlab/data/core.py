@@ -96,6 +96,14 @@ class NormalizedDataset(Dataset):
         labels = self.labels if indices is None else self.labels[indices]
         return self.normalize(imgs), labels
 
+    def ground_truth(self, indices: Tensor | None = None) -> dict[str, Tensor] | None:
+        """Per-sample ground truth of all (or the selected) samples, as metrics take it
+        (``ground_truth=`` of :meth:`attrlab.metrics.Metric.compute`): a dict of tensors with
+        leading dimension N, e.g. ``{"boxes": (N, 4) long (x0, y0, x1, y1)}`` or
+        ``{"masks": (N, H, W) bool}``; None for data sets without annotations (the default).
+        Data sets with boxes or masks override this."""
+        return None
+
 
 # Registered loaders: name -> (info, loader(split, data_dir) -> NormalizedDataset)
 DATASETS: dict[str, tuple[DatasetInfo, Callable[..., NormalizedDataset]]] = {}

@@ -1,8 +1,20 @@
 """Evaluation metrics for attributions: a registry of per-sample, batched metrics in category
 folders (``faithfulness``, ``randomisation``; ``localisation`` and ``robustness`` are the homes
-of the next categories). Remove-and-retrain is an experiment: :mod:`attrlab.experiments.roar`."""
+of the next categories), one protocol for all (:mod:`attrlab.metrics.base`: ``compute`` /
+``compute_many`` -> :class:`MetricResult`, class metadata, ground truth).
+Remove-and-retrain is an experiment: :mod:`attrlab.experiments.roar`."""
 
-from .base import Metric, available, get, metric_class, register
+from .base import (
+                   CATEGORIES,
+                   CurveMetric,
+                   Metric,
+                   MetricResult,
+                   available,
+                   describe,
+                   get,
+                   metric_class,
+                   register,
+)
 from .faithfulness import (
                            Deletion,
                            Insertion,
@@ -15,6 +27,7 @@ from .faithfulness import (
 )
 from .randomisation import ModelRandomisation, rebind
 
-__all__ = ["Metric", "available", "get", "metric_class", "register",
+__all__ = ["CATEGORIES", "CurveMetric", "Metric", "MetricResult", "available", "describe",
+           "get", "metric_class", "register",
            "MaskedInputAccuracy", "Deletion", "Insertion", "LeRF", "LeRFChange", "MoRF",
            "PixelPerturbation", "ModelRandomisation", "rebind", "SensitivityN"]

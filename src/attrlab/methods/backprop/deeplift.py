@@ -6,9 +6,9 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ...core.rules import NonlinearityRules
+from ...core.rules import Composite, NonlinearityRules, deeplift_composite
 from ..base import Attribution, Option, expand_args, number_in, register
 from ..gradient.integrated_gradients import BASELINES, MULTIPLY_BY_INPUTS, BaselineMixin
 from .rule_gradient import rule_gradient
@@ -22,10 +22,15 @@ class DeepLift(BaselineMixin, Attribution):
 
     Inputs and baselines go through the model as one batch [x; x'] (the model must keep the
     batch in dimension 0 and not mix samples, e.g. eval-mode BatchNorm). Summation-to-delta
-    holds: sum(attributions) = f_t(x) - f_t(x'). Tuple inputs (with a tuple of baselines) go
-    through as one [x_k; x'_k] batch each, and per-sample ``additional_forward_args`` are
-    repeated to match. ``multiply_by_inputs=False`` returns the multipliers m themselves
-    (Captum's flag).
+    holds, sum(attributions) = f_t(x) - f_t(x'), when every nonlinearity has an exact rule.
+    Tuple inputs (with a tuple of baselines) go through as one [x_k; x'_k] batch each, and
+    per-sample ``additional_forward_args`` are repeated to match. ``multiply_by_inputs=False``
+    returns the multipliers m themselves (Captum's flag).
+
+    ``composite`` replaces the rules (default :func:`~attrlab.core.rules.deeplift_composite`:
+    rescale for elementwise functions, the max-pool rule, a path-averaged Jacobian for softmax
+    and the Shapley split for products of two activations; fused RNNs/attention and
+    per-sample normalisations are refused with a ``ValueError``).
     """
 
     name = "deeplift"
@@ -39,6 +44,12 @@ class DeepLift(BaselineMixin, Attribution):
         "multiply_by_inputs": MULTIPLY_BY_INPUTS,
     }
 
+    def __init__(self, model: nn.Module, composite: Composite | None = None,
+                 **options: Any) -> None:
+        super().__init__(model, **options)
+        self.composite = composite
+        self.who = self.name
+
     @classmethod
     def cost(cls, **options: Any) -> float:
         return 2.0  # inputs and baselines in one batch
@@ -50,7 +61,8 @@ class DeepLift(BaselineMixin, Attribution):
         n = inputs[0].shape[0]
         both = tuple(torch.cat([x, b]) for x, b in zip(inputs, bases))
         args = expand_args(additional_forward_args, n, 2, interleave=False)
-        grads, _ = rule_gradient(self, NonlinearityRules("rescale", eps=eps), both,
+        composite = deeplift_composite(eps, who=self.who) if self.composite is None else self.composite
+        grads, _ = rule_gradient(self, NonlinearityRules(composite), both,
                                  target.repeat(2), args)
         if not multiply_by_inputs:  # the multipliers m (Captum's multiply_by_inputs=False)
             return tuple(g[:n] for g in grads)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.checks import check_like
+from ...core.rules import Composite
 from ..base import (
     Attribution,
     Option,
@@ -36,6 +37,7 @@ class DeepLiftShap(Attribution):
     baseline (N * B rows, row i * B + j, processed ``internal_batch_size`` rows at a time;
     per-sample tensors of ``additional_forward_args`` are repeated the same way).
     ``multiply_by_inputs=False`` averages DeepLIFT's multipliers instead (Captum's flag).
+    ``composite`` replaces DeepLIFT's rules (see :class:`DeepLift`).
 
     ``return_convergence_delta=True`` returns, as Captum's ``DeepLiftShap``, the
     summation-to-delta error of every (sample, baseline) pair's DeepLIFT map, shape (N * B,)
@@ -55,10 +57,12 @@ class DeepLiftShap(Attribution):
         "multiply_by_inputs": MULTIPLY_BY_INPUTS,
     }
 
-    def __init__(self, model: nn.Module, **options: Any) -> None:
+    def __init__(self, model: nn.Module, composite: Composite | None = None,
+                 **options: Any) -> None:
         super().__init__(model, **options)
-        self.deeplift = DeepLift(model, eps=self.defaults["eps"],
+        self.deeplift = DeepLift(model, composite=composite, eps=self.defaults["eps"],
                                  multiply_by_inputs=self.defaults["multiply_by_inputs"])
+        self.deeplift.who = self.name  # refusals name the method the user called
         self.fitted_baselines: Tensor | None = None
 
     @classmethod

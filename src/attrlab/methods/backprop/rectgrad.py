@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ...core.rules import NonlinearityRules
+from ...core.rules import NonlinearityRules, rectgrad_composite
 from ..base import Attribution, Option, number_in, register
 from .rule_gradient import rule_gradient
 
@@ -32,6 +32,6 @@ class RectGrad(Attribution):
 
     def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor, q: float,
                    additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
-        rule = NonlinearityRules("rectified", q=q)
+        rule = NonlinearityRules(rectgrad_composite(q))
         grads = rule_gradient(self, rule, inputs, target, additional_forward_args)[0]
         return tuple(g * x for g, x in zip(grads, inputs))

@@ -34,7 +34,7 @@ Output and area under the curve
 
 Every metric builds all N * K perturbed rows (N samples, K fractions) lazily, ``batch_size``
 rows at a time, and pushes each chunk through the model under ``torch.no_grad``
-(:func:`attrlab.metrics.base.batched_scores`).
+(:func:`attrlab.core.perturbation.masked_outputs`).
 
 Comparison with Quantus 0.6.0 (tested in ``tests/metrics/test_perturbation.py``):
 
@@ -57,7 +57,6 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from ...core.hooks import model_guard
 from ...core.perturbation import (
     FeatureLayout,
     _check_positive_int,
@@ -72,14 +71,14 @@ from ...core.perturbation import (
     rank_features,
     replacement,
 )
-from ..base import Metric, register
+from ..base import CurveMetric, register
 
 # ----------------------------------------------------------------------------------------------
 # metrics
 # ----------------------------------------------------------------------------------------------
 
 
-class PixelPerturbation(Metric):
+class PixelPerturbation(CurveMetric):
     """Remove (or insert) features in attribution order and record the target output.
 
     Paper 04 (DGA), Section 4.1, after Samek et al. (2017): "pixel perturbation method removes
@@ -99,10 +98,12 @@ class PixelPerturbation(Metric):
             ``2 * ceil(3 sigma) + 1``). Defaults 5 and 11 as in RISE's evaluation code.
         batch_size: rows per forward pass.
 
-    ``curve(...)`` returns ``(fractions (K,), outputs (N, K))``; the score is
-    :func:`normalized_auc` of that curve.
+    ``compute(...)`` returns the curve ``(fractions (K,), outputs (N, K))`` and, as scores,
+    :func:`normalized_auc` of that curve (:meth:`summarize`); ``curve(...)`` is its curve.
     """
 
+    category = "faithfulness"
+    cost_formula = "K forward passes per sample (K = number of fractions, steps + 1)"
     most_relevant_first: ClassVar[bool] = True
     insert: ClassVar[bool] = False
     default_steps: ClassVar[int] = 10
@@ -132,26 +133,15 @@ class PixelPerturbation(Metric):
     def _fractions_from_steps(steps: int) -> Tensor:
         return torch.arange(steps + 1, dtype=torch.float64) / steps
 
-    # -- public API ------------------------------------------------------------------------
-    def curve(self, model: nn.Module, inputs: Tensor, targets: Any,
-              attributions: Tensor) -> tuple[Tensor, Tensor]:
-        """``(x, y)``: the fractions (K,) and the target output after each, (N, K)."""
-        t = self._check(model, inputs, targets, attributions)
-        with model_guard(model):
-            return self._curve(model, inputs.detach(), t, attributions.detach())
-
-    def evaluate_with_curve(self, model: nn.Module, inputs: Tensor, targets: Any,
-                            attributions: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Scores and curve from one pass: ``(scores (N,), (x (K,), y (N, K)))``."""
-        x, y = self.curve(model, inputs, targets, attributions)
-        return self._score(x, y), (x, y)
+    # -- metadata --------------------------------------------------------------------------
+    def forward_passes(self, **info: Any) -> float:
+        """K: one perturbed row per fraction and sample."""
+        self._cost_info(info)
+        return float(self.fractions.numel())
 
     # -- implementation --------------------------------------------------------------------
-    def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-                  attributions: Tensor, **kwargs: Any) -> Tensor:
-        return self._score(*self._curve(model, inputs, targets, attributions))
-
-    def _score(self, x: Tensor, y: Tensor) -> Tensor:
+    def summarize(self, x: Tensor, y: Tensor) -> Tensor:
+        """:func:`normalized_auc` of the curve."""
         return normalized_auc(x, y)
 
     def _layout(self, inputs: Tensor) -> FeatureLayout:
@@ -174,8 +164,9 @@ class PixelPerturbation(Metric):
                            self.batch_size, output_transform(self.output), self.insert)
         return y.view(n, k)
 
-    def _curve(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-               attributions: Tensor) -> tuple[Tensor, Tensor]:
+    def _curve(self, model: nn.Module, inputs: Tensor, targets: Tensor, attributions: Tensor,
+               **_: Any) -> tuple[Tensor, Tensor]:
+        """``(x, y)``: the fractions (K,) and the target output after each, (N, K)."""
         y = self._outputs_at(model, inputs, targets, attributions, self.fractions)
         return self.fractions.to(device=inputs.device, dtype=inputs.dtype), y
 
@@ -233,6 +224,7 @@ class LeRFChange(PixelPerturbation):
     higher_is_better = False
     most_relevant_first = False
     min_fractions = 1
+    cost_formula = "K + 1 forward passes per sample (K fractions and the unperturbed input)"
     eps: ClassVar[float] = 1e-12
 
     def __init__(self, fractions: Sequence[float] | Tensor | None = None, *,
@@ -250,15 +242,21 @@ class LeRFChange(PixelPerturbation):
             raise ValueError(f"lerf_change needs steps >= 2 (interior fractions), got {steps}")
         return torch.arange(1, steps, dtype=torch.float64) / steps
 
-    def _curve(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-               attributions: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_passes(self, **info: Any) -> float:
+        """K + 1: one row per fraction plus the unperturbed reference."""
+        self._cost_info(info)
+        return float(self.fractions.numel() + 1)
+
+    def _curve(self, model: nn.Module, inputs: Tensor, targets: Tensor, attributions: Tensor,
+               **_: Any) -> tuple[Tensor, Tensor]:
         with_ref = torch.cat([self.fractions.new_zeros(1), self.fractions])
         y = self._outputs_at(model, inputs, targets, attributions, with_ref)
         ref = y[:, :1]
         change = (y[:, 1:] - ref).abs() / ref.abs().clamp_min(self.eps)
         return self.fractions.to(device=inputs.device, dtype=inputs.dtype), change
 
-    def _score(self, x: Tensor, y: Tensor) -> Tensor:
+    def summarize(self, x: Tensor, y: Tensor) -> Tensor:
+        """The plain mean of the changes over the given fractions."""
         return y.mean(1)
 
 

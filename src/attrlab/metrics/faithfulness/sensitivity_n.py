@@ -14,14 +14,14 @@ Definition implemented by :class:`SensitivityN` (``name="sensitivity_n"``, highe
 1. Features are pixels (attributions summed over channels; all channels of a pixel removed
    together), entries with ``per_channel=True``, or the cells of a ``grid`` x ``grid``
    partition (nearest-neighbour upsampling of the mask, as Psi in eq. 13) -- see
-   :class:`attrlab.metrics.perturbation.FeatureLayout`.
+   :class:`attrlab.core.perturbation.FeatureLayout`.
 2. ``n = round(fraction * F)`` (at least 1) features per subset. ``n_subsets`` subsets are
    drawn uniformly without replacement (argsort of uniform noise from a
    ``torch.Generator`` seeded with ``seed``). The *same* subsets are used for every sample
    of the batch, so a sample's score does not depend on the rest of the batch (and methods
    are compared on identical subsets); the subsets depend only on (seed, n_subsets, F, n).
 3. Removal replaces the subset by the ``baseline`` ("zero" default; "mean", "blur", a float:
-   as in :mod:`attrlab.metrics.perturbation`). The output is the target logit by default
+   as in :mod:`attrlab.metrics.faithfulness.pixel_perturbation`). The output is the target logit by default
    (``output="prob"``: softmax probability). drop_s = f_t(x) - f_t(x without S_s).
 4. The score of a sample is Pearson's r between ``sum_{i in S_s} phi_i`` (float64) and
    ``drop_s`` across its subsets. **Zero variance**: if either series is constant across the
@@ -49,7 +49,6 @@ checks exactly that.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -67,7 +66,7 @@ from ...core.perturbation import (
     output_transform,
     replacement,
 )
-from ..base import Metric, register
+from ..base import Metric, MetricResult, register
 
 
 def pearson(a: Tensor, b: Tensor, a_tol: Tensor | float = 0.0,
@@ -107,11 +106,18 @@ class SensitivityN(Metric):
         seed: seed of the ``torch.Generator`` that draws the subsets (deterministic).
         sigma, kernel_size: the Gaussian of the "blur" baseline.
         batch_size: perturbed rows per forward pass.
+
+    ``compute_many(model, inputs, targets, {name: map})`` scores several maps of the same
+    batch with one set of masked forward passes (``shares_model_passes``): the drops do not
+    depend on the map. Each result equals ``compute`` on that map exactly.
     """
 
     name = "sensitivity_n"
     higher_is_better = True
+    category = "faithfulness"
+    shares_model_passes = True
     fast: ClassVar[bool] = False
+    cost_formula = "n_subsets + 1 forward passes per sample, shared by all maps of compute_many"
 
     def __init__(self, fraction: float = 0.5, n_subsets: int = 100, grid: int | None = None,
                  baseline: str | float = "zero", output: str = "logit",
@@ -166,26 +172,11 @@ class SensitivityN(Metric):
             drops, _ = self._drops(model, inputs.detach(), t, layout, masks)
         return self._sums(layout, masks, attributions.detach()), drops
 
-    def evaluate_many(self, model: nn.Module, inputs: Tensor, targets: Any,
-                      attributions: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Scores of several maps of the same inputs (name -> (N, ...) map, e.g. one per
-        method): the output drops (``n_subsets`` forward passes per sample) depend only on
-        the model, the inputs and the subsets, so they are computed once and shared. Each
-        result equals ``evaluate(model, inputs, targets, attributions[name])``."""
-        if not attributions:
-            raise ValueError("attributions must map at least one name to a map")
-        t = None
-        for name, a in attributions.items():
-            try:
-                t = self._check(model, inputs, targets, a)
-            except (TypeError, ValueError) as err:
-                raise type(err)(f"attributions[{name!r}]: {err}") from None
-        with model_guard(model):
-            layout, masks = self._subsets(inputs)
-            drops, scale = self._drops(model, inputs.detach(), t, layout, masks)
-        return {name: self._correlation(self._sums(layout, masks, a.detach()), drops, scale,
-                                        inputs.dtype)
-                for name, a in attributions.items()}
+    def forward_passes(self, **info: Any) -> float:
+        """n_subsets + 1: the masked inputs and the unmasked one (per sample, shared by all
+        maps of :meth:`compute_many`)."""
+        self._cost_info(info)
+        return float(self.n_subsets + 1)
 
     # -- implementation --------------------------------------------------------------------
     def _subsets(self, inputs: Tensor) -> tuple[FeatureLayout, Tensor]:
@@ -222,12 +213,19 @@ class SensitivityN(Metric):
         drop_tol = 8 * torch.finfo(dtype).eps * scale.double()
         return pearson(sums, drops, sum_tol, drop_tol).to(dtype)
 
-    def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor,
-                  attributions: Tensor, **kwargs: Any) -> Tensor:
+    def _compute(self, model: nn.Module, inputs: Tensor, targets: Tensor, attributions: Tensor,
+                 **_: Any) -> MetricResult:
+        return self._compute_many(model, inputs, targets, {"": attributions})[""]
+
+    def _compute_many(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+                      attributions: dict[str, Tensor], **_: Any) -> dict[str, MetricResult]:
+        """The output drops (``n_subsets + 1`` forward passes per sample) depend only on the
+        model, the inputs and the subsets: computed once, correlated with every map's sums."""
         layout, masks = self._subsets(inputs)
         drops, scale = self._drops(model, inputs, targets, layout, masks)
-        return self._correlation(self._sums(layout, masks, attributions), drops, scale,
-                                 inputs.dtype)
+        return {name: MetricResult(self._correlation(self._sums(layout, masks, a), drops,
+                                                     scale, inputs.dtype))
+                for name, a in attributions.items()}
 
     def __repr__(self) -> str:
         return (f"SensitivityN(fraction={self.fraction}, n_subsets={self.n_subsets}, "

@@ -9,8 +9,9 @@ detector passes through unchanged); lower similarity is better (``higher_is_bett
 ::
 
     metric = attrlab.metrics.get("sanity_spearman")
-    steps, sim = metric.curve(model, x, y, attributions, method=method)   # sim: (N, K + 1)
-    scores = metric.evaluate(model, x, y, attributions, method=method)     # (N,)
+    r = metric.compute(model, x, y, attributions, method=method)   # one cascade
+    steps, sim = r.curve                                            # sim: (N, K + 1)
+    r.scores                                                        # (N,) = sim[:, 1:].mean(1)
 
 Definitions (each a documented choice):
 
@@ -37,10 +38,12 @@ Definitions (each a documented choice):
   deviation of 0.01"); buffers (BatchNorm running statistics) are not learnable parameters
   and are kept. ``init="reset"``: the module's own ``reset_parameters()`` (PyTorch's default
   initialisation; for BatchNorm this also resets the running statistics). Step ``i``
-  (1-based, top-down) is initialised inside :func:`torch.random.fork_rng` after
-  ``torch.manual_seed(seed + i - 1)``, so the global RNG is left untouched and a run is
-  reproducible; with ``same_seed=True`` every layer is initialised after
-  ``torch.manual_seed(seed)``, which is Quantus's convention (its ``seed + 1``).
+  (1-based, top-down) is initialised from seed ``seed + i - 1``: ``"normal"`` draws with a
+  ``torch.Generator`` seeded with it (the numbers of ``torch.manual_seed(seed + i - 1)``),
+  ``"reset"`` runs inside :func:`torch.random.fork_rng` after ``torch.manual_seed(seed + i -
+  1)`` (``reset_parameters`` takes no generator); either way the global RNG is left untouched
+  and a run is reproducible. With ``same_seed=True`` every layer uses ``seed``, which is
+  Quantus's convention (its ``seed + 1``).
 * **Maps.** Attributions are reduced to one value per position by summing over the channel
   dimension (dimension 1 of inputs with three or more dimensions), then normalised to
   [-1, 1] by dividing each map by its maximum absolute value, as paper 03, section 4.2 says
@@ -58,7 +61,9 @@ Definitions (each a documented choice):
   ``y`` of shape (N, K + 1). Step 0 compares the given ``attributions`` with maps recomputed
   on the unrandomised copy (1.0 for deterministic methods; the noise floor for stochastic
   ones such as SmoothGrad); step k compares them with maps computed after the top k layers
-  were randomised. The score is the mean over steps 1..K (``higher_is_better=False``); the
+  were randomised. The score is the mean over steps 1..K of that same curve, from the same
+  cascade (``compute`` runs it once; for stochastic methods such as SmoothGrad the score is
+  exactly ``y[:, 1:].mean(1)`` of the returned curve); ``higher_is_better=False``. The
   names of the layers, top-down, are returned by :meth:`ModelRandomisation.cascade_layers`.
 
 Relation to Quantus's ``MPRT`` (``quantus.MPRT``, 0.6): with ``layer_order="top_down"``,
@@ -90,7 +95,7 @@ import torch
 from torch import Tensor, nn
 
 from ...methods.base import Attribution
-from ..base import Metric, register
+from ..base import CurveMetric, register
 
 SIMILARITIES = ("ssim", "spearman", "spearman_abs", "pearson")
 
@@ -177,19 +182,35 @@ def parameterized_modules(model: nn.Module, inputs: Tensor | None = None,
 
 
 def _randomize(modules: Sequence[nn.Module], init: str, std: float, seed: int) -> None:
-    devices = sorted({p.device.index or 0 for m in modules for p in m.parameters()
-                      if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed)
-        for m in modules:
-            if init == "normal":
+    """Re-initialise ``modules`` in place from ``seed``, leaving the global RNG untouched.
+
+    ``"normal"``: every own parameter drawn with ``normal_(0, std, generator=g)``, one
+    ``torch.Generator`` per device seeded with ``seed`` (the same numbers as
+    ``torch.manual_seed(seed)`` followed by ``normal_`` on the default generators).
+    ``"reset"``: ``reset_parameters()`` takes no generator, so it runs inside
+    :func:`torch.random.fork_rng` after ``torch.manual_seed(seed)``.
+    """
+    with torch.no_grad():
+        if init == "normal":
+            gens: dict[torch.device, torch.Generator] = {}
+            for m in modules:
                 for p in _own_params(m):
-                    p.normal_(0.0, std)
-            else:
-                reset = getattr(m, "reset_parameters", None)
-                if not callable(reset):
-                    raise ValueError(f"init='reset' needs reset_parameters(); "
-                                     f"{type(m).__name__} has none (use init='normal')")
+                    if p.device not in gens:
+                        gens[p.device] = torch.Generator(device=p.device).manual_seed(seed)
+                    p.normal_(0.0, std, generator=gens[p.device])
+            return
+        resets = []
+        for m in modules:
+            reset = getattr(m, "reset_parameters", None)
+            if not callable(reset):
+                raise ValueError(f"init='reset' needs reset_parameters(); "
+                                 f"{type(m).__name__} has none (use init='normal')")
+            resets.append(reset)
+        devices = sorted({p.device.index or 0 for m in modules for p in m.parameters()
+                          if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            for reset in resets:
                 reset()
 
 
@@ -286,7 +307,7 @@ def _attribute_batched(method: Any, inputs: Tensor, targets: Tensor, batch_size:
     ])
 
 
-class ModelRandomisation(Metric):
+class ModelRandomisation(CurveMetric):
     """Cascading parameter randomisation (see the module docstring for every definition).
 
     Options: ``layers`` (module names to use as cascade steps; default every module with
@@ -297,8 +318,10 @@ class ModelRandomisation(Metric):
 
     similarity: ClassVar[str] = ""
     higher_is_better = False
+    category = "randomisation"
     needs_method = True
     fast = False  # K + 1 attribution passes
+    cost_formula = "K + 1 method calls per sample (K = cascade steps), no own forward passes"
 
     def __init__(self, layers: Sequence[str] | None = None, order: str = "forward",
                  init: str = "normal", std: float = 0.01, seed: int = 0,
@@ -360,32 +383,47 @@ class ModelRandomisation(Metric):
             _randomize(targets, self.init, self.std, self.seed + (0 if self.same_seed else i))
             yield name, bound
 
-    def curve(self, model: nn.Module, inputs: Tensor, targets: Any, attributions: Tensor,
-              method: Attribution | None = None) -> tuple[Tensor, Tensor]:
-        """``x = [0, 1, ..., K]`` (cascade steps, 0 = unrandomised) and ``y`` (N, K + 1)."""
-        t = self._check(model, inputs, targets, attributions)
-        return self._curve(model, inputs.detach(), t, attributions.detach(), method)
+    def n_steps(self, model: nn.Module) -> int:
+        """K, the number of cascade steps on ``model`` (the curve has K + 1 points)."""
+        return len(self.layers) if self.layers is not None else \
+            len(parameterized_modules(model, None, "registration"))
+
+    def forward_passes(self, **info: Any) -> float:
+        """0 per sample: the model runs only inside the method calls (plus, for
+        ``order="forward"``, one single-row pass per call to trace the layer order)."""
+        self._cost_info(info)
+        return 0.0
+
+    def method_calls(self, **info: Any) -> float:
+        """K + 1: the maps on the unrandomised copy and after each of the K cascade steps;
+        K from ``n_layers``, the ``layers`` option or the ``model``."""
+        info = self._cost_info(info)
+        if info.get("n_layers") is not None:
+            k = info["n_layers"]
+        elif self.layers is not None or info.get("model") is not None:
+            k = self.n_steps(info.get("model"))
+        else:
+            raise ValueError(f"the cost of {self.name!r} depends on the model's layers: pass "
+                             "model=... or n_layers=...")
+        return float(k + 1)
+
+    def summarize(self, x: Tensor, y: Tensor) -> Tensor:
+        """The mean similarity over the randomised steps 1..K (step 0 left out)."""
+        return y[:, 1:].mean(1)
 
     def _curve(self, model: nn.Module, inputs: Tensor, targets: Tensor, attributions: Tensor,
-               method: Attribution | None) -> tuple[Tensor, Tensor]:
-        if method is None:
-            raise ValueError(f"metric {self.name!r} needs the attribution method (method=...)")
-        if not isinstance(method, Attribution):
-            raise TypeError(f"method must be an attrlab Attribution, got {type(method).__name__}")
-        if method.model is not model:
-            raise ValueError("method.model must be the model being evaluated")
+               *, method: Attribution | None = None, **_: Any) -> tuple[Tensor, Tensor]:
+        """``x = [0, 1, ..., K]`` (cascade steps, 0 = unrandomised) and ``y`` (N, K + 1)."""
         reference = prepare_maps(attributions)
         cols = []
         for _, bound in self.randomized(method, inputs):
             maps = prepare_maps(_attribute_batched(bound, inputs, targets, self.batch_size))
             cols.append(similarity(reference, maps, self.similarity, self.win_size, prepared=True))
+        if len(cols) < 2:
+            raise ValueError(f"metric {self.name!r}: the model has no parameterised layer "
+                             "to randomise")
         y = torch.stack(cols, 1)
         return torch.arange(y.shape[1], dtype=torch.float32), y
-
-    def _evaluate(self, model: nn.Module, inputs: Tensor, targets: Tensor, attributions: Tensor,
-                  method: Attribution | None = None) -> Tensor:
-        _, y = self._curve(model, inputs, targets, attributions, method)
-        return y[:, 1:].mean(1)
 
 
 @register
