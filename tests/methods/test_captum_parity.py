@@ -368,6 +368,13 @@ def test_noise_tunnel_returns_the_delta_of_every_noisy_sample(two, batch):
     agree(ours, theirs)
     assert d.shape == d_c.shape == (5 * 5,)
     agree(d, d_c, 1e-8)
+    # Captum's spelling NoiseTunnel(method) gives the same
+    ig = methods.IntegratedGradients(m, **IGK)
+    again, d2 = methods.NoiseTunnel(ig, nt_samples=5, stdevs=0.2, nt_samples_batch_size=batch
+                                    ).attribute(x, t, return_convergence_delta=True,
+                                                generator=torch.Generator().manual_seed(5))
+    agree(again, ours, 0.0 + 1e-15)
+    agree(d2, d, 1e-12)
     nt = methods.get("smoothgrad", m)
     assert not nt.has_convergence_delta()
     with pytest.raises(TypeError, match="return_convergence_delta"):
@@ -472,3 +479,42 @@ def test_models_reshaping_inside_forward_work():
     agree(methods.get("deeplift", cl).attribute(xc, 0), DeepLift(cl).attribute(xc, target=0))
     with pytest.raises(ValueError, match=r"cannot take inputs of shape \(3, 1, 20, 20\)"):
         methods.get("saliency", mlp).attribute(torch.rand(3, 1, 20, 20), 0)
+
+
+class ScaledCNN(nn.Module):
+    """A small CNN whose logits are multiplied by a forward argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: Tensor, scale: Tensor) -> Tensor:
+        return self.fc(self.relu(self.conv(x)).flatten(1)) * scale.view(-1, 1)
+
+
+def test_single_input_methods_take_forward_args(masked):
+    """Guided IG, Grad-CAM, FullGrad, UFG and DGA pass additional_forward_args to the model:
+    guided IG with max_dist=0 is IG's left Riemann sum, and a per-sample logit scale s scales
+    Grad-CAM, the FullGrad decomposition, UFG and GxI-based DGA maps by s (all positively
+    homogeneous in the logit)."""
+    m, x, mask, t = masked
+    agree(methods.get("guided_ig", m, n_steps=8, max_dist=0.0).attribute(
+        x, t, additional_forward_args=mask),
+        methods.get("ig", m, n_steps=8, method="riemann_left").attribute(
+            x, t, additional_forward_args=mask), 1e-9)
+    cnn = seeded(ScaledCNN)
+    xc = torch.randn(3, 3, 6, 6)
+    s, one = torch.tensor([2.0, 0.5, 3.0]), torch.ones(3)
+    view = (-1, 1, 1, 1)
+    for name in ("gradcam", "ufg"):
+        meth = methods.get(name, cnn)
+        agree(meth.attribute(xc, 1, additional_forward_args=s),
+              meth.attribute(xc, 1, additional_forward_args=one) * s.view(view))
+    fg = methods.get("fullgrad", cnn)
+    a, b = (fg.decompose(xc, 1, additional_forward_args=v) for v in (s, one))
+    agree(a.input_term, b.input_term * s.view(view))
+    agree(a.logit, b.logit * s)
+    dga = methods.get("dga", cnn, local="gxi", n_steps=3)
+    agree(dga.attribute(xc, 1, additional_forward_args=s),
+          dga.attribute(xc, 1, additional_forward_args=one) * s.view(view))

@@ -70,8 +70,13 @@ class NoiseTunnel(Attribution):
                             "fresh one seeded with 0)"),
     }
 
-    def __init__(self, model: nn.Module, base: str | Attribution = "saliency",
+    def __init__(self, model: nn.Module | Attribution, base: str | Attribution = "saliency",
                  **options: Any) -> None:
+        if isinstance(model, Attribution):  # Captum's spelling: NoiseTunnel(attribution_method)
+            if isinstance(base, Attribution):
+                raise ValueError("give the wrapped method once: NoiseTunnel(method) or "
+                                 "NoiseTunnel(model, base=method)")
+            base, model = model, model.forward_func
         own = {k: v for k, v in options.items() if k in self.option_specs()}
         base_options = {k: v for k, v in options.items() if k not in own}
         self.base = base if isinstance(base, Attribution) else get(base, model, **base_options)
