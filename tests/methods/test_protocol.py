@@ -35,7 +35,7 @@ def test_n_steps_is_validated_everywhere(where, value):
 
 def test_unknown_option_names_the_declared_ones():
     with pytest.raises(ValueError, match=r"ig: unknown option\(s\) n_stepz; its options are: "
-                                         r"baselines, internal_batch_size, method, n_steps"):
+                                         r"baselines, internal_batch_size, method, multiply_by_inputs, n_steps"):
         methods.get("ig", small_net()).attribute(X, T, n_stepz=3)
     # a wrapper passes unknown keys to its base, which names itself
     with pytest.raises(ValueError, match="saliency: unknown option"):

@@ -8,7 +8,7 @@ that names the problem.
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -16,58 +16,55 @@ from torch import Tensor, nn
 TargetLike = int | Sequence[int] | Tensor | None
 
 
-def first_parametric_layer(model: nn.Module) -> nn.Module | None:
-    """The model's first leaf module (registration order) if it is a Conv/Linear/Embedding,
-    else None: a parameter-free layer in front (pooling, Flatten, PixelUnshuffle...) may change
-    the shape, so no static expectation can be derived from the first weighted layer."""
-    for module in model.modules():
-        if next(module.children(), None) is None:
-            ok = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Embedding))
-            return module if ok else None
-    return None
-
-
-def check_inputs(model: nn.Module, inputs: Tensor) -> None:
-    """Validate an input batch against what the model's first layer expects.
+def check_inputs(model: Callable | None, inputs: Tensor, name: str = "inputs") -> None:
+    """Validate one input batch: a floating-point (N, ...) tensor, N >= 1, all finite.
 
     Raises ``TypeError`` for a non-tensor or a non-floating dtype and ``ValueError`` for an
-    empty batch, a wrong rank or channel count, or non-finite values.
+    unbatched tensor, an empty batch or non-finite values. ``model`` is not inspected: what the
+    model accepts (rank, channels, features) is only known by running it, since a model may
+    reshape or permute its inputs in ``forward`` (``fc1(x.flatten(1))``, channels-last); the
+    methods turn a shape error raised by the forward pass into a ``ValueError`` naming the
+    input shape.
     """
     if not isinstance(inputs, Tensor):
-        raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(inputs).__name__}")
     if not inputs.is_floating_point():
         raise TypeError(
-            f"inputs must be a floating-point tensor (gradients are taken w.r.t. them), "
+            f"{name} must be a floating-point tensor (gradients are taken w.r.t. them), "
             f"got dtype {inputs.dtype}"
         )
     if inputs.dim() < 2:
         raise ValueError(
-            f"inputs must be batched, shape (N, ...); got shape {tuple(inputs.shape)}"
+            f"{name} must be batched, shape (N, ...); got shape {tuple(inputs.shape)}"
         )
     if inputs.shape[0] == 0:
-        raise ValueError("inputs is an empty batch (N = 0)")
-    first = first_parametric_layer(model)
-    if isinstance(first, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        rank = {nn.Conv1d: 3, nn.Conv2d: 4, nn.Conv3d: 5}[type(first)]
-        if inputs.dim() != rank:
-            raise ValueError(
-                f"inputs must have rank {rank} (N, C, ...) for a model starting with "
-                f"{type(first).__name__}; got shape {tuple(inputs.shape)}"
-            )
-        if inputs.shape[1] != first.in_channels:
-            raise ValueError(
-                f"inputs have {inputs.shape[1]} channels but the model's first layer "
-                f"({type(first).__name__}) expects {first.in_channels}; "
-                f"got shape {tuple(inputs.shape)}"
-            )
-    elif isinstance(first, nn.Linear) and inputs.shape[-1] != first.in_features:
-        raise ValueError(
-            f"inputs have {inputs.shape[-1]} features in their last dimension but the model's "
-            f"first layer (Linear) expects {first.in_features}; got shape {tuple(inputs.shape)}"
-        )
+        raise ValueError(f"{name} is an empty batch (N = 0)")
     if not torch.isfinite(inputs).all():
         bad = (~torch.isfinite(inputs)).flatten(1).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"inputs contain NaN or inf values (samples {bad[:10]})")
+        raise ValueError(f"{name} contain NaN or inf values (samples {bad[:10]})")
+
+
+def check_input_tuple(inputs: Tensor | tuple[Tensor, ...]) -> tuple[tuple[Tensor, ...], bool]:
+    """Validate a single input batch or a tuple of them (a model with several inputs, as in
+    Captum): every element as :func:`check_inputs`, all with the same batch size N.
+
+    Returns ``(inputs as a tuple, whether a tuple was given)``.
+    """
+    if not isinstance(inputs, tuple):
+        if not isinstance(inputs, Tensor):
+            raise TypeError(f"inputs must be a torch.Tensor or a tuple of tensors, got "
+                            f"{type(inputs).__name__}")
+        check_inputs(None, inputs)
+        return (inputs,), False
+    if not inputs:
+        raise ValueError("inputs is an empty tuple; give at least one input tensor")
+    for i, x in enumerate(inputs):
+        check_inputs(None, x, f"inputs[{i}]")
+    sizes = [x.shape[0] for x in inputs]
+    if len(set(sizes)) > 1:
+        raise ValueError(f"the input tensors must share their batch size (dimension 0); got "
+                         f"batch sizes {sizes}")
+    return inputs, True
 
 
 def check_like(name: str, tensor: Tensor, inputs: Tensor, any_batch: bool = False) -> Tensor:
@@ -121,6 +118,10 @@ def resolve_target(target: TargetLike, n: int, device: torch.device) -> Tensor |
 def check_target_range(target: Tensor, num_classes: int) -> None:
     """Raise ``ValueError`` unless 0 <= target < num_classes everywhere."""
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= num_classes):
+        if num_classes == 1:
+            raise ValueError(f"target out of range: the model returns one output per sample "
+                             f"(shape (N,) or (N, 1)), so target must be None or 0; got values "
+                             f"in [{int(target.min())}, {int(target.max())}]")
         raise ValueError(
             f"target out of range: got values in [{int(target.min())}, {int(target.max())}] "
             f"but the model has {num_classes} outputs"
@@ -128,10 +129,14 @@ def check_target_range(target: Tensor, num_classes: int) -> None:
 
 
 def select_target(output: Tensor, target: Tensor) -> Tensor:
-    """Pick ``output[i, target[i]]`` for a (N, K) output, after a range check."""
+    """Pick ``output[i, target[i]]`` for a (N, K) output, after a range check. A (N,) output
+    (one value per sample, e.g. a single logit) is read as (N, 1): target 0 selects it."""
+    if output.dim() == 1:
+        output = output.unsqueeze(1)
     if output.dim() != 2:
         raise ValueError(
-            f"the model output must have shape (N, num_classes); got {tuple(output.shape)}"
+            f"the model output must have shape (N, num_classes) or (N,); got "
+            f"{tuple(output.shape)}"
         )
     check_target_range(target, output.shape[1])
     return output.gather(1, target.view(-1, 1)).squeeze(1)

@@ -7,23 +7,34 @@ The API mirrors Captum's so that a Captum user can switch in minutes::
 
 Contract of :meth:`Attribution.attribute` for every registered method:
 
-* ``inputs`` is a floating (N, ...) batch; ``target`` an int, a per-sample sequence/tensor or
-  ``None`` for the predicted class.
-* The result has exactly ``inputs.shape`` (channel-less maps such as Grad-CAM or FullGrad
-  are broadcast over channels; their layer-shaped form is available separately).
+* The method wraps a forward function: an ``nn.Module`` or any callable returning (N, K)
+  outputs or (N,) (one value per sample, read as (N, 1)); the model guard below applies to
+  the module behind it (the callable itself, or the ``__self__`` of a bound method).
+* ``inputs`` is a floating (N, ...) batch, or for ``multi_input`` methods a tuple of them
+  (a model taking several inputs, as in Captum); ``target`` an int, a per-sample
+  sequence/tensor or ``None`` for the predicted class. ``additional_forward_args`` go to the
+  forward function after the inputs; their per-sample tensors follow every expansion.
+* The result has exactly ``inputs.shape`` (a tuple of maps for a tuple of inputs;
+  channel-less maps such as Grad-CAM or FullGrad are broadcast over channels; their
+  layer-shaped form is available separately).
 * The model is left as it was: ``training`` flags, ``requires_grad`` and parameters are
   restored and no hook remains, also when the call raises.
 
 Subclasses declare their options once (``options = {"n_steps": Option(50, positive_int)}``)
-and implement ``_attribute(inputs, target, **options)`` where ``target`` is already a
-LongTensor of shape (N,) and every declared option arrives resolved and validated. Methods
-that need data (``needs_data = True``) implement ``fit(data)``, ``state_dict()`` and
-``load_state_dict()``.
+and implement ``_attribute(inputs, target, additional_forward_args, **options)`` where
+``target`` is already a LongTensor of shape (N,), ``additional_forward_args`` a tuple and every
+declared option arrives resolved and validated; ``inputs`` is a tuple of tensors for
+``multi_input = True`` methods (which return a tuple of maps), else one tensor. The model is
+called through :meth:`Attribution.forward` (``self.forward(*inputs, *args)``); batch
+expansions apply :func:`expand_args` / :func:`map_batched` to the args. Methods that need data
+(``needs_data = True``) implement ``fit(data)``, ``state_dict()`` and ``load_state_dict()``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -35,9 +46,10 @@ from torch import Tensor, nn
 from ..core.checks import (
     TargetLike,
     check_batch_size,
-    check_inputs,
-    check_target_range,
+    check_input_tuple,
+    check_like,
     resolve_target,
+    select_target,
 )
 from ..core.hooks import model_guard
 from ..core.registry import Registry
@@ -49,8 +61,9 @@ available = _METHODS.available
 method_class = _METHODS.get_class
 
 
-def get(name: str, model: nn.Module, **options: Any) -> "Attribution":
-    """Build the registered method ``name`` for ``model`` with its constructor options."""
+def get(name: str, model: Callable[..., Tensor], **options: Any) -> "Attribution":
+    """Build the registered method ``name`` for ``model`` (an ``nn.Module`` or any forward
+    callable) with its constructor options."""
     return method_class(name)(model, **options)
 
 
@@ -125,6 +138,15 @@ def generator_or_none(name: str, value: Any) -> torch.Generator | None:
     return value
 
 
+class ModelInputError(ValueError):
+    """The forward function raised a shape error on the batch it was given (``shapes``)."""
+
+    def __init__(self, shapes: str, message: str, first: str | None = None) -> None:
+        super().__init__(message)
+        self.shapes, self.first = shapes, first or message
+        self.outer = first is not None  # already names the user's input shapes
+
+
 # ------------------------------------------------------------------------------------ method
 
 class Attribution:
@@ -154,13 +176,26 @@ class Attribution:
     options: ClassVar[dict[str, Option]] = {}
     # attribute holding a wrapped method: call options it declares pass through to it
     wraps: ClassVar[str | None] = None
+    # takes a tuple of input tensors (a multi-input model); _attribute then gets tuples
+    multi_input: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, **options: Any) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.model = model
+    def __init__(self, model: Callable[..., Tensor], **options: Any) -> None:
+        if not callable(model):
+            raise TypeError(f"model must be callable (a torch.nn.Module or a function "
+                            f"returning the model's outputs), got {type(model).__name__}")
+        self.forward_func = model
+        self.model: nn.Module | None = module_of(model)
         self.defaults: dict[str, Any] = {}
         self.defaults = self.resolve_options(options)
+
+    def require_module(self) -> nn.Module:
+        """The module behind the forward function, for methods that look into its layers
+        (Grad-CAM, FullGrad): ``TypeError`` when a plain function exposes none."""
+        if self.model is None:
+            raise TypeError(f"{self.name or type(self).__name__} looks into the model's layers: "
+                            "it needs an nn.Module (or a bound method of one), got "
+                            f"{type(self.forward_func).__name__}")
+        return self.model
 
     # -- options ---------------------------------------------------------------------------
     @classmethod
@@ -253,12 +288,19 @@ class Attribution:
         return self
 
     # -- public API --------------------------------------------------------------------------
-    def attribute(self, inputs: Tensor, target: TargetLike = None,
-                  return_convergence_delta: bool = False, **options: Any):
+    def attribute(self, inputs: InputsLike, target: TargetLike = None,
+                  return_convergence_delta: bool = False, *,
+                  additional_forward_args: Any = None, **options: Any):
         """Attribute the ``target`` output of the model to ``inputs``; same shape as inputs.
 
+        ``inputs`` is a tensor or, for a model taking several inputs (``multi_input``
+        methods), a tuple of tensors sharing dimension 0; the result is then a tuple of maps
+        shaped like each input. ``additional_forward_args`` (a value or a tuple of values) are
+        passed to the model after the inputs, ``forward_func(*inputs, *args)``; tensors among
+        them whose dimension 0 is the batch size N (an attention mask) follow every
+        expansion of the batch a method makes (path points, noisy copies, baselines).
         ``options`` override the method's declared options for this call (validated first).
-        With ``return_convergence_delta=True`` (methods with a completeness property only)
+        With ``return_convergence_delta=True`` (methods where :meth:`has_convergence_delta`)
         returns ``(attributions, delta)``, delta per sample as in Captum:
         sum(attributions) - (f_t(x) - f_t(baseline)).
         """
@@ -266,16 +308,39 @@ class Attribution:
         if not self.fitted and not self._has_data(opts):
             raise ValueError(f"{self.name or type(self).__name__} must be fitted first: call "
                              ".fit(data)" + self._data_hint())
+        xs, is_tuple = check_input_tuple(inputs)
+        if len(xs) > 1 and not self.multi_input:
+            raise ValueError(f"{self.name or type(self).__name__} takes a single input tensor; "
+                             f"got a tuple of {len(xs)} inputs")
+        if return_convergence_delta and not self.has_convergence_delta():
+            raise TypeError(f"{type(self).__name__} does not support return_convergence_delta")
+        args = as_args(additional_forward_args)
 
-        def run(x: Tensor, t: Tensor):
-            out = self._attribute(x, t, **opts)
-            if out.shape != x.shape:
-                out = out.expand_as(x)
+        def run(xs: tuple[Tensor, ...], t: Tensor):
+            x_in = xs if self.multi_input else xs[0]
             if return_convergence_delta:
-                return out, self._convergence_delta(x, t, out, opts)
-            return out
+                out, delta = self._attribute_and_delta(x_in, t, args, opts)
+            else:
+                out = self._attribute(x_in, t, **self._with_args(args, opts))
+            outs = out if isinstance(out, tuple) else (out,)
+            outs = tuple(o if o.shape == x.shape else o.expand_as(x) for o, x in zip(outs, xs))
+            res = outs if is_tuple else outs[0]
+            return (res, delta) if return_convergence_delta else res
 
-        return self.guarded(inputs, target, run)
+        return self.guarded(xs, target, run, additional_forward_args=args)
+
+    def _with_args(self, args: tuple, options: dict) -> dict:
+        """The keyword arguments of ``_attribute``: the options, and the forward args when
+        ``_attribute`` takes ``additional_forward_args`` (a subclass written without it
+        still works, but refuses args)."""
+        params = inspect.signature(self._attribute).parameters
+        if "additional_forward_args" in params or any(
+                p.kind is p.VAR_KEYWORD for p in params.values()):
+            return {**options, "additional_forward_args": args}
+        if args:
+            raise ValueError(f"{self.name or type(self).__name__} does not take "
+                             "additional_forward_args")
+        return options
 
     def _has_data(self, options: Mapping[str, Any]) -> bool:
         """Whether the call's options carry the data a ``needs_data`` method would fit."""
@@ -284,41 +349,102 @@ class Attribution:
     def _data_hint(self) -> str:
         return ""
 
-    def guarded(self, inputs: Tensor, target: TargetLike, fn: Callable[[Tensor, Tensor], Any]):
-        """Validate ``inputs``/``target``, then run ``fn(inputs, target_tensor)`` with the
-        model in eval mode and parameter gradients off (restored afterwards)."""
-        check_inputs(self.model, inputs)
-        t = resolve_target(target, inputs.shape[0], inputs.device)
-        with model_guard(self.model):
-            if t is None:
-                t = self.predict(inputs)
-            return fn(inputs.detach(), t)
+    def guard(self) -> contextlib.AbstractContextManager:
+        """:func:`~attrlab.core.hooks.model_guard` on the module behind the forward function
+        (the function itself, or the module of a bound method); nothing for a function that
+        exposes no module."""
+        return model_guard(self.model) if self.model is not None else contextlib.nullcontext()
 
-    def predict(self, inputs: Tensor) -> Tensor:
-        """Predicted class per sample (one forward pass without gradients)."""
-        with torch.no_grad():
-            return self.forward(inputs).argmax(1)
-
-    def forward(self, inputs: Tensor) -> Tensor:
-        """Model output as (N, num_classes) logits; checks the shape once."""
+    def guarded(self, inputs: InputsLike, target: TargetLike, fn: Callable[[Any, Tensor], Any],
+                additional_forward_args: Any = None):
+        """Validate ``inputs`` (a tensor or a tuple of them) and ``target``, then run
+        ``fn(inputs, target_tensor)`` (inputs detached, in the form given) under
+        :meth:`guard`: the model in eval mode and parameter gradients off (restored
+        afterwards). ``target=None`` is the predicted class, computed with
+        ``additional_forward_args``."""
+        xs, is_tuple = check_input_tuple(inputs)
+        t = resolve_target(target, xs[0].shape[0], xs[0].device)
+        xs = tuple(x.detach() for x in xs)
         try:
-            out = self.model(inputs)
-        except RuntimeError as err:
-            if not any(w in str(err) for w in ("shape", "size", "channels", "dimension")):
+            with self.guard():
+                if t is None:
+                    t = self.predict(xs, as_args(additional_forward_args))
+                return fn(xs if is_tuple else xs[0], t)
+        except ModelInputError as err:
+            given = ", ".join(str(tuple(x.shape)) for x in xs)
+            if err.shapes == given or err.outer:
                 raise
-            raise ValueError(f"the model cannot take inputs of shape {tuple(inputs.shape)}: "
-                             f"{str(err).splitlines()[0]}") from err
+            raise ModelInputError(err.shapes, f"{err.first}; the method built that batch from "
+                                  f"inputs of shape {given} (inputs must be batched, (N, ...))",
+                                  err.first) from err
+
+    def predict(self, inputs: InputsLike, additional_forward_args: Any = ()) -> Tensor:
+        """Predicted class per sample (one forward pass without gradients); 0 for a model
+        with one output per sample."""
+        xs = inputs if isinstance(inputs, tuple) else (inputs,)
+        with torch.no_grad():
+            return self.forward(*xs, *as_args(additional_forward_args)).argmax(1)
+
+    def forward(self, *inputs: Any) -> Tensor:
+        """``forward_func(*inputs)`` as (N, num_classes) outputs: a (N,) output (one value per
+        sample) becomes (N, 1); any other shape, and a shape error raised inside the model, is
+        a ``ValueError`` naming the shapes it was given."""
+        try:
+            out = self.forward_func(*inputs)
+        except (RuntimeError, ValueError) as err:
+            words = ("shape", "size", "channels", "dimension", "D input")
+            if not any(w in str(err) for w in words):
+                raise
+            shapes = ", ".join(str(tuple(x.shape)) for x in inputs if isinstance(x, Tensor))
+            raise ModelInputError(shapes, f"the model cannot take inputs of shape {shapes}: "
+                                  f"{str(err).splitlines()[0]}") from err
+        if isinstance(out, Tensor) and out.dim() == 1:
+            out = out.unsqueeze(1)
         if not isinstance(out, Tensor) or out.dim() != 2:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"the model must return (N, num_classes) logits; got {shape}")
+            raise ValueError(f"the model must return (N, num_classes) logits or (N,) outputs; "
+                             f"got {shape}")
         return out
 
-    def _attribute(self, inputs: Tensor, target: Tensor, **options: Any) -> Tensor:
+    def _attribute(self, inputs: Any, target: Tensor, **options: Any) -> Any:
         raise NotImplementedError
 
-    def _convergence_delta(self, inputs: Tensor, target: Tensor, attributions: Tensor,
-                           options: dict) -> Tensor:
+    # -- convergence delta ---------------------------------------------------------------------
+    def has_convergence_delta(self) -> bool:
+        """Whether ``attribute(..., return_convergence_delta=True)`` is supported (Captum)."""
+        return type(self)._convergence_delta is not Attribution._convergence_delta \
+            or type(self)._attribute_and_delta is not Attribution._attribute_and_delta
+
+    def _attribute_and_delta(self, inputs: Any, target: Tensor, args: tuple,
+                             options: dict) -> tuple[Any, Tensor]:
+        """Attributions and their convergence delta; by default the attributions of
+        :meth:`_attribute` and :meth:`_convergence_delta` of them."""
+        out = self._attribute(inputs, target, **self._with_args(args, options))
+        return out, self._convergence_delta(inputs, target, out, options, args)
+
+    def _convergence_delta(self, inputs: Any, target: Tensor, attributions: Any,
+                           options: dict, args: tuple = ()) -> Tensor:
         raise TypeError(f"{type(self).__name__} does not support return_convergence_delta")
+
+    def compute_convergence_delta(self, attributions: InputsLike, start_point: Any,
+                                  end_point: InputsLike, target: TargetLike = None,
+                                  additional_forward_args: Any = None) -> Tensor:
+        """Captum's completeness error per sample, shape (N,):
+        sum(attributions) - (f_t(end_point) - f_t(start_point)), the sum taken over every
+        entry of every input. ``end_point`` are the inputs (a tensor or a tuple),
+        ``start_point`` the baselines (numbers or tensors broadcasting to them, or a tuple of
+        such; None is zero). ``target=None`` is the class predicted at ``end_point``
+        (Captum: the output itself, the same for a model with one output per sample)."""
+        xs, is_tuple = check_input_tuple(end_point)
+        attrs = attributions if isinstance(attributions, tuple) else (attributions,)
+        if len(attrs) != len(xs) or any(not isinstance(a, Tensor) or a.shape[0] != x.shape[0]
+                                        for a, x in zip(attrs, xs)):
+            raise ValueError("attributions must be a tensor (or a tuple of tensors) per input, "
+                             "with the inputs' batch size")
+        bases = format_baselines(xs, start_point)
+        args = as_args(additional_forward_args)
+        return self.guarded(xs, target, lambda x, t: completeness_delta(
+            self.forward, attrs, bases, x, t, args), additional_forward_args=args)
 
     def __getattr__(self, key: str) -> Any:
         # declared options read as attributes (``ig.n_steps``), as the constructor set them
@@ -328,24 +454,109 @@ class Attribution:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={type(self.model).__name__})"
+        return f"{type(self).__name__}(model={type(self.forward_func).__name__})"
+
+
+# ------------------------------------------------------------------- inputs and forward args
+
+InputsLike = Tensor | tuple[Tensor, ...]
+
+
+def module_of(forward_func: Callable) -> nn.Module | None:
+    """The module a forward function belongs to: the function itself if it is an
+    ``nn.Module``, the ``__self__`` of a bound method of one, else None."""
+    if isinstance(forward_func, nn.Module):
+        return forward_func
+    owner = getattr(forward_func, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def as_args(additional_forward_args: Any) -> tuple:
+    """Captum's ``additional_forward_args`` as a tuple: None -> (), a tuple as it is, any
+    other value -> (value,)."""
+    if additional_forward_args is None:
+        return ()
+    if isinstance(additional_forward_args, tuple):
+        return additional_forward_args
+    return (additional_forward_args,)
+
+
+def map_batched(args: tuple, n: int, fn: Callable[[Tensor], Tensor]) -> tuple:
+    """``fn`` applied to every tensor of ``args`` whose dimension 0 is the batch size ``n``
+    (per-sample tensors such as an attention mask); every other value is left as it is."""
+    return tuple(fn(a) if isinstance(a, Tensor) and a.dim() and a.shape[0] == n else a
+                 for a in args)
+
+
+def expand_args(args: tuple, n: int, k: int, interleave: bool) -> tuple:
+    """Per-sample tensors of ``args`` (dimension 0 = ``n``) expanded to ``n * k`` rows, as the
+    method expands its inputs: ``interleave`` gives row ``i * k + s`` = sample i
+    (``repeat_interleave``: noisy copies, DeepSHAP's baselines), otherwise row ``s * n + i``
+    (``repeat``: IG's path points, DeepLIFT's [inputs; baselines])."""
+    if interleave:
+        return map_batched(args, n, lambda a: a.repeat_interleave(k, 0))
+    return map_batched(args, n, lambda a: a.repeat((k,) + (1,) * (a.dim() - 1)))
+
+
+def format_baselines(inputs: tuple[Tensor, ...], baselines: Any) -> tuple[Tensor, ...]:
+    """Baselines for a tuple of inputs: None (zeros), one number for every input, or one
+    number or tensor (broadcasting to its input) per input; checked as
+    :func:`~attrlab.core.checks.check_like`. A single tensor is allowed for a single input."""
+    if baselines is None:
+        return tuple(torch.zeros_like(x) for x in inputs)
+    if not isinstance(baselines, tuple):
+        if len(inputs) > 1 and isinstance(baselines, Tensor) and baselines.dim():
+            raise ValueError(f"baselines for {len(inputs)} inputs must be a tuple of "
+                             f"{len(inputs)} (a number or a tensor per input)")
+        baselines = (baselines,) * len(inputs)
+    if len(baselines) != len(inputs):
+        raise ValueError(f"baselines has {len(baselines)} entries but there are "
+                         f"{len(inputs)} inputs")
+    name = "baselines" if len(inputs) == 1 else "baselines[{}]"
+    return tuple(check_like(name.format(i), b, x)
+                 for i, (b, x) in enumerate(zip(baselines, inputs)))
+
+
+def completeness_delta(forward: Callable[..., Tensor], attributions: tuple[Tensor, ...],
+                       baselines: tuple[Tensor, ...], inputs: tuple[Tensor, ...],
+                       target: Tensor, args: tuple = ()) -> Tensor:
+    """sum(attributions) - (f_t(inputs) - f_t(baselines)) per sample (no gradients);
+    baselines broadcast to the inputs."""
+    with torch.no_grad():
+        fx = select_target(forward(*inputs, *args), target)
+        bases = tuple(b.expand_as(x) for b, x in zip(baselines, inputs))
+        fb = select_target(forward(*bases, *args), target)
+    total = sum(a.flatten(1).sum(1) for a in attributions)
+    return total - (fx - fb)
 
 
 def target_gradient(
-    forward: Callable[[Tensor], Tensor], inputs: Tensor, target: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Gradient of ``forward(x)[i, target[i]]`` w.r.t. x for every sample, in one pass.
+    forward: Callable[..., Tensor], inputs: InputsLike, target: Tensor, args: tuple = ()
+) -> tuple[Any, Tensor]:
+    """Gradient of ``forward(*inputs, *args)[i, target[i]]`` w.r.t. the inputs for every
+    sample, in one pass. ``inputs`` is a tensor or a tuple of tensors (then the gradients are
+    a tuple); an input the output does not depend on gets zeros.
 
-    Returns ``(gradient, selected outputs)``. Samples are independent in eval mode, so the
+    Returns ``(gradient(s), selected outputs)``. Samples are independent in eval mode, so the
     gradient of the sum of the selected logits is the per-sample gradient.
     """
-    x = inputs.detach().requires_grad_(True)
+    is_tuple = isinstance(inputs, tuple)
+    xs = tuple(x.detach().requires_grad_(True) for x in (inputs if is_tuple else (inputs,)))
     with torch.enable_grad():
-        out = forward(x)
-        check_target_range(target, out.shape[1])
-        sel = out.gather(1, target.view(-1, 1)).squeeze(1)
-        (grad,) = torch.autograd.grad(sel.sum(), x)
-    return grad, sel.detach()
+        out = forward(*xs, *args)
+        sel = select_target(out, target)
+        grads = torch.autograd.grad(sel.sum(), xs, allow_unused=True)
+    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
+    return (grads if is_tuple else grads[0]), sel.detach()
+    def __getattr__(self, key: str) -> Any:
+        # declared options read as attributes (``ig.n_steps``), as the constructor set them
+        defaults = self.__dict__.get("defaults")
+        if defaults is not None and key in defaults:
+            return defaults[key]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__})"
 
 
 def chunks(n: int, size: int | None) -> list[slice]:

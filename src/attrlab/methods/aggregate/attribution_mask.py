@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..base import Attribution, Option, get, register
+from ..base import Attribution, Option, as_args, get, register
 
 
 def _iterations(name: str, value: Any) -> int:
@@ -50,7 +50,7 @@ class AttributionMask(Attribution):
         if isinstance(base, Attribution) and base_options:
             raise ValueError(f"options {sorted(base_options)} are for the base method: pass "
                              "them to it")
-        if self.base.model is not model:
+        if self.base.forward_func != model:
             raise ValueError("the base method must be built on the same model")
         super().__init__(model, **own)
 
@@ -62,21 +62,25 @@ class AttributionMask(Attribution):
     def cost(cls, iterations: int = 10, **options: Any) -> float:
         return float(iterations)  # times the base method's cost
 
-    def masks(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
+    def masks(self, inputs: Tensor, target=None, *, additional_forward_args: Any = None,
+              **options: Any) -> Tensor:
         """All accumulated masks m*_0 .. m*_I, shape (I + 1, N, ...)."""
         opts = self.resolve_options(options)
-        return self.guarded(inputs, target, lambda x, t: self._masks(x, t, **opts))
+        args = as_args(additional_forward_args)
+        return self.guarded(inputs, target, lambda x, t: self._masks(
+            x, t, additional_forward_args=args, **opts), additional_forward_args=args)
 
     def _masks(self, inputs: Tensor, target: Tensor, iterations: int,
-               forwarded: dict[str, Any]) -> Tensor:
+               forwarded: dict[str, Any], additional_forward_args: tuple = ()) -> Tensor:
         mask = torch.ones_like(inputs)
         out = [mask]
         for _ in range(iterations):
-            a = self.base.attribute(inputs * mask, target, **forwarded)
+            a = self.base.attribute(inputs * mask, target,
+                                    additional_forward_args=additional_forward_args, **forwarded)
             mask = mask * minmax(a)
             out.append(mask)
         return torch.stack(out)
 
     def _attribute(self, inputs: Tensor, target: Tensor, iterations: int,
-                   forwarded: dict[str, Any]) -> Tensor:
-        return self._masks(inputs, target, iterations, forwarded)[-1]
+                   forwarded: dict[str, Any], additional_forward_args: tuple = ()) -> Tensor:
+        return self._masks(inputs, target, iterations, forwarded, additional_forward_args)[-1]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..base import Attribution, Option, register
+from ..base import Attribution, Option, as_args, register
 from ..cam.uniform_fullgrad import UniformFullGrad
 from ..gradient.gradient_x_input import GradientXInput
 
@@ -104,17 +104,20 @@ class DistilledGradientAggregation(Attribution):
     def cost(cls, n_steps: int = 30, **options: Any) -> float:
         return float(n_steps + 1)
 
-    def local_attributions(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
+    def local_attributions(self, inputs: Tensor, target=None, *,
+                           additional_forward_args: Any = None, **options: Any) -> Tensor:
         """phi_0 .. phi_N along the distillation sequence, shape (N + 1, batch, ...)."""
         opts = self.resolve_options(options)
-        return self.guarded(inputs, target,
-                            lambda x, t: self._sequence(x, t, opts["n_steps"], opts["q"]))
+        args = as_args(additional_forward_args)
+        return self.guarded(inputs, target, lambda x, t: self._sequence(
+            x, t, opts["n_steps"], opts["q"], args), additional_forward_args=args)
 
-    def _sequence(self, inputs: Tensor, target: Tensor, steps: int, q: float) -> Tensor:
+    def _sequence(self, inputs: Tensor, target: Tensor, steps: int, q: float,
+                  args: tuple = ()) -> Tensor:
         x_n = inputs
         phis = []
         for n in range(steps + 1):
-            phi = self.local.attribute(x_n, target)
+            phi = self.local.attribute(x_n, target, additional_forward_args=args)
             phis.append(phi)
             if n < steps:
                 x_n = inputs * self._mask(phi, n, steps, q)
@@ -135,8 +138,8 @@ class DistilledGradientAggregation(Attribution):
                                                                       zero)
 
     def _attribute(self, inputs: Tensor, target: Tensor, n_steps: int, q: float,
-                   aggregate: str) -> Tensor:
-        phis = self._sequence(inputs, target, n_steps, q).clamp(min=0)
+                   aggregate: str, additional_forward_args: tuple = ()) -> Tensor:
+        phis = self._sequence(inputs, target, n_steps, q, additional_forward_args).clamp(min=0)
         if aggregate == "sum":
             return phis.sum(0)
         return phis[1:].mean(0)

@@ -15,10 +15,13 @@ from ..base import (
     Option,
     batch_size_or_none,
     chunks,
+    expand_args,
+    map_batched,
     number_in,
     positive_int,
     register,
 )
+from ..gradient.integrated_gradients import MULTIPLY_BY_INPUTS
 from .deeplift import DeepLift
 
 
@@ -29,31 +32,43 @@ class DeepLiftShap(Attribution):
 
     The baselines are a (B, ...) batch of reference samples: learned by :meth:`fit` from a data
     set (``n_baselines`` samples drawn with the given generator, default seed 0), restored by
-    :meth:`load_state_dict`, or given as the ``baselines`` option, which wins. Every input is
-    paired with every baseline (N * B rows, processed ``internal_batch_size`` rows at a time).
+    :meth:`load_state_dict`, or given as the ``baselines`` option, which wins (for a tuple of
+    inputs, a tuple of (B, ...) batches, one per input). Every input is paired with every
+    baseline (N * B rows, row i * B + j, processed ``internal_batch_size`` rows at a time;
+    per-sample tensors of ``additional_forward_args`` are repeated the same way).
+    ``multiply_by_inputs=False`` averages DeepLIFT's multipliers instead (Captum's flag).
     ``composite`` replaces DeepLIFT's rules (see :class:`DeepLift`).
+
+    ``return_convergence_delta=True`` returns, as Captum's ``DeepLiftShap``, the
+    summation-to-delta error of every (sample, baseline) pair's DeepLIFT map, shape (N * B,)
+    in row order i * B + j (before this version attrlab returned one delta per sample for the
+    averaged map, sum(phi) - (f_t(x) - mean_j f_t(x'_j)); that is the mean over j of these).
     """
 
     name = "deepshap"
     needs_data = True
     reference = "Lundberg & Lee 2017, section 4.2"
+    multi_input = True
     options = {
         "eps": Option(1e-10, number_in(0.0, math.inf), "as DeepLIFT's"),
         "internal_batch_size": Option(None, batch_size_or_none, "(input, baseline) rows per pass"),
         "baselines": Option(None, None, "(B, ...) reference batch; overrides the fitted one"),
         "n_baselines": Option(16, positive_int, "reference samples drawn by fit"),
+        "multiply_by_inputs": MULTIPLY_BY_INPUTS,
     }
 
     def __init__(self, model: nn.Module, composite: Composite | None = None,
                  **options: Any) -> None:
         super().__init__(model, **options)
-        self.deeplift = DeepLift(model, composite=composite, eps=self.defaults["eps"])
+        self.deeplift = DeepLift(model, composite=composite, eps=self.defaults["eps"],
+                                 multiply_by_inputs=self.defaults["multiply_by_inputs"])
         self.deeplift.who = self.name  # refusals name the method the user called
         self.fitted_baselines: Tensor | None = None
 
     @classmethod
     def cost(cls, n_baselines: int = 16, baselines: Any = None, **options: Any) -> float:
-        b = baselines.shape[0] if isinstance(baselines, Tensor) and baselines.dim() else n_baselines
+        first = baselines[0] if isinstance(baselines, tuple) and baselines else baselines
+        b = first.shape[0] if isinstance(first, Tensor) and first.dim() else n_baselines
         return 2.0 * b
 
     # -- data --------------------------------------------------------------------------------
@@ -99,38 +114,69 @@ class DeepLiftShap(Attribution):
         return self
 
     # -- attribution -------------------------------------------------------------------------
-    def _check_baselines(self, inputs: Tensor, baselines: Any) -> Tensor:
+    def _check_baselines(self, inputs: tuple[Tensor, ...], baselines: Any) -> tuple[Tensor, ...]:
         if baselines is None:
             baselines = self.fitted_baselines
         if baselines is None:
             raise ValueError("deepshap needs baselines: a (B, ...) batch of reference samples "
                              "(fit(data) or baselines=)")
-        b = check_like("baselines", baselines, inputs, any_batch=True)
-        if b.dim() != inputs.dim() or b.shape[1:] != inputs.shape[1:]:
-            raise ValueError(
-                f"deepshap baselines must be a batch shaped like the inputs (B, "
-                f"{', '.join(map(str, inputs.shape[1:]))}); got {tuple(b.shape)}"
-            )
-        return b
+        if not isinstance(baselines, tuple):
+            baselines = (baselines,)
+        if len(baselines) != len(inputs):
+            raise ValueError(f"deepshap baselines: {len(baselines)} batch(es) for "
+                             f"{len(inputs)} inputs; give a tuple with one (B, ...) batch per input")
+        out = []
+        for b, x in zip(baselines, inputs):
+            b = check_like("baselines", b, x, any_batch=True)
+            if b.dim() != x.dim() or b.shape[1:] != x.shape[1:]:
+                raise ValueError(
+                    f"deepshap baselines must be a batch shaped like the inputs (B, "
+                    f"{', '.join(map(str, x.shape[1:]))}); got {tuple(b.shape)}"
+                )
+            out.append(b)
+        if len({b.shape[0] for b in out}) > 1:
+            raise ValueError(f"deepshap baselines of the inputs must share their batch size B; "
+                             f"got {[b.shape[0] for b in out]}")
+        return tuple(out)
 
-    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any, eps: float,
-                   internal_batch_size: int | None, n_baselines: int) -> Tensor:
-        b = self._check_baselines(inputs, baselines)
-        n, nb = inputs.shape[0], b.shape[0]
-        rows_x = inputs.repeat_interleave(nb, 0)
-        rows_b = b.repeat((n,) + (1,) * (inputs.dim() - 1))
+    def _pairs(self, inputs: tuple[Tensor, ...], target: Tensor, baselines: Any, eps: float,
+               internal_batch_size: int | None, multiply_by_inputs: bool, args: tuple,
+               with_delta: bool) -> tuple[tuple[Tensor, ...], Tensor | None]:
+        """DeepLIFT of every (input i, baseline j) pair, row i * B + j (Captum's order), and
+        with ``with_delta`` each pair's summation-to-delta error, shape (N * B,)."""
+        bs = self._check_baselines(inputs, baselines)
+        n, nb = inputs[0].shape[0], bs[0].shape[0]
+        rows_x = tuple(x.repeat_interleave(nb, 0) for x in inputs)
+        rows_b = tuple(b.repeat((n,) + (1,) * (b.dim() - 1)) for b in bs)
         rows_t = target.repeat_interleave(nb)
-        out = torch.cat([
-            self.deeplift.attribute(rows_x[sl], rows_t[sl], baselines=rows_b[sl], eps=eps)
-            for sl in chunks(n * nb, internal_batch_size)
-        ])
-        return out.view((n, nb) + inputs.shape[1:]).mean(1)
+        rows_a = expand_args(args, n, nb, interleave=True)
+        maps, deltas = [], []
+        for sl in chunks(n * nb, internal_batch_size):
+            out = self.deeplift.attribute(
+                tuple(x[sl] for x in rows_x), rows_t[sl], baselines=tuple(b[sl] for b in rows_b),
+                eps=eps, multiply_by_inputs=multiply_by_inputs,
+                additional_forward_args=map_batched(rows_a, n * nb, lambda a: a[sl]),
+                return_convergence_delta=with_delta)
+            if with_delta:
+                out, delta = out
+                deltas.append(delta)
+            maps.append(out)
+        pairs = tuple(torch.cat(per_input) for per_input in zip(*maps))
+        return pairs, (torch.cat(deltas) if with_delta else None)
 
-    def _convergence_delta(self, inputs: Tensor, target: Tensor, attributions: Tensor,
-                           options: dict) -> Tensor:
-        """sum(attributions) - (f_t(x) - mean_j f_t(x'_j)), per sample."""
-        b = self._check_baselines(inputs, options.get("baselines"))
-        with torch.no_grad():
-            fx = self.forward(inputs).gather(1, target.view(-1, 1)).squeeze(1)
-            fb = self.forward(b)[:, target].mean(0)
-        return attributions.flatten(1).sum(1) - (fx - fb)
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor, baselines: Any, eps: float,
+                   internal_batch_size: int | None, n_baselines: int, multiply_by_inputs: bool,
+                   additional_forward_args: tuple = (), with_delta: bool = False) -> Any:
+        pairs, delta = self._pairs(inputs, target, baselines, eps, internal_batch_size,
+                                   multiply_by_inputs, additional_forward_args, with_delta)
+        n = inputs[0].shape[0]
+        out = tuple(p.view((n, -1) + x.shape[1:]).mean(1) for p, x in zip(pairs, inputs))
+        return (out, delta) if with_delta else out
+
+    def _attribute_and_delta(self, inputs: tuple[Tensor, ...], target: Tensor, args: tuple,
+                             options: dict) -> tuple[tuple[Tensor, ...], Tensor]:
+        """The averaged map and, as Captum's DeepLiftShap, the summation-to-delta error of
+        every (sample, baseline) pair's DeepLIFT map: sum(phi(x_i; x'_j)) - (f_t(x_i) -
+        f_t(x'_j)), shape (N * B,), row i * B + j."""
+        return self._attribute(inputs, target, additional_forward_args=args, with_delta=True,
+                               **options)

@@ -20,10 +20,13 @@ class GuidedBackprop(Attribution):
 
     name = "gbp"
     reference = "Springenberg et al. 2014, section 3.4"
+    multi_input = True
 
     def __init__(self, model: nn.Module, composite: Composite | None = None) -> None:
         super().__init__(model)
         self.composite = gbp_composite() if composite is None else composite
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        return rule_gradient(self, NonlinearityRules(self.composite), inputs, target)[0]
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor,
+                   additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
+        return rule_gradient(self, NonlinearityRules(self.composite), inputs, target,
+                             additional_forward_args)[0]

@@ -27,8 +27,11 @@ class RectGrad(Attribution):
 
     name = "rectgrad"
     reference = "Kim et al. 2019, eq. 5"
+    multi_input = True
     options = {"q": Option(98.0, percentile, "percentile threshold of a * g per layer")}
 
-    def _attribute(self, inputs: Tensor, target: Tensor, q: float) -> Tensor:
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor, q: float,
+                   additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
         rule = NonlinearityRules(rectgrad_composite(q))
-        return rule_gradient(self, rule, inputs, target)[0] * inputs
+        grads = rule_gradient(self, rule, inputs, target, additional_forward_args)[0]
+        return tuple(g * x for g, x in zip(grads, inputs))

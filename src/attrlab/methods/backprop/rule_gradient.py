@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from ...core.checks import check_target_range
+from ...core.checks import select_target
 from ...core.rules import NonlinearityRules
 from ..base import Attribution
 
 
-def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor,
-                  target: Tensor) -> tuple[Tensor, Tensor]:
+def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor | tuple[Tensor, ...],
+                  target: Tensor, args: tuple = ()) -> tuple[Any, Tensor]:
     """Modified gradient of the selected logits under ``rule`` (a
     :class:`~attrlab.core.rules.NonlinearityRules` around a composite); returns (grad, outputs).
 
     If the composite ``needs`` a function (GBP and RectGrad: a ReLU) and none of its rules
-    applied, the method is undefined for the model: ``ValueError``.
+    applied, the method is undefined for the model: ``ValueError``. ``inputs`` is a tensor or
+    a tuple of tensors (then the gradients are a tuple); ``args`` go to the model after them.
     """
-    x = inputs.detach().requires_grad_(True)
+    is_tuple = isinstance(inputs, tuple)
+    xs = tuple(x.detach().requires_grad_(True) for x in (inputs if is_tuple else (inputs,)))
     with torch.enable_grad():
         with rule:
-            out = attr.forward(x)
+            out = attr.forward(*xs, *args)
         needs = rule.composite.needs
         if rule.calls == 0 and needs is not None:
             # DeepLIFT of a linear model is well defined (the gradient); GBP and RectGrad
@@ -30,7 +34,7 @@ def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor,
                 f"{type(attr).__name__}: the model made no {needs} call, so the "
                 f"{rule.composite.name!r} rule never applied; the method is undefined for it"
             )
-        check_target_range(target, out.shape[1])
-        sel = out.gather(1, target.view(-1, 1)).squeeze(1)
-        (grad,) = torch.autograd.grad(sel.sum(), x)
-    return grad, out.detach()
+        sel = select_target(out, target)
+        grads = torch.autograd.grad(sel.sum(), xs, allow_unused=True)
+    grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
+    return (grads if is_tuple else grads[0]), out.detach()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ...core.checks import check_target_range
+from ...core.checks import select_target
 from ...core.hooks import capture_output_grads
-from ..base import Attribution, register
+from ..base import Attribution, as_args, register
 from .gradcam import upsample_to
 
 _AFFINE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, _BatchNorm)
@@ -54,28 +55,27 @@ class FullGradTerms:
     logit: Tensor
 
 
-def _bias_gradients(attr: Attribution, inputs: Tensor, target: Tensor
+def _bias_gradients(attr: Attribution, inputs: Tensor, target: Tensor, args: tuple = ()
                     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]], Tensor]:
     """One forward and one backward pass: grad_x f_t, the (grad_{z_l} f_t, b_l) pairs of
     every call of every affine layer with a bias (call order within a layer), and f_t(x)."""
     layers = {}
-    for name, m in attr.model.named_modules():
+    for name, m in attr.require_module().named_modules():
         b = layer_bias(m) if isinstance(m, _AFFINE) else None
         if b is not None:
             layers[name] = (m, b.detach())
     x = inputs.detach().requires_grad_(True)
     with torch.enable_grad(), capture_output_grads({k: m for k, (m, _) in layers.items()}) as rec:
-        out = attr.forward(x)
-        check_target_range(target, out.shape[1])
-        sel = out.gather(1, target.view(-1, 1)).squeeze(1)
+        sel = select_target(attr.forward(x, *args), target)
         (grad_x,) = torch.autograd.grad(sel.sum(), x)
     pairs = [(g, layers[name][1]) for name, gs in rec.items() for g in gs if g is not None]
     return grad_x, pairs, sel.detach()
 
 
-def fullgrad_terms(attr: Attribution, inputs: Tensor, target: Tensor) -> FullGradTerms:
+def fullgrad_terms(attr: Attribution, inputs: Tensor, target: Tensor, args: tuple = ()
+                   ) -> FullGradTerms:
     """Input-gradient and bias-gradient terms in one forward and one backward pass."""
-    grad_x, pairs, logit = _bias_gradients(attr, inputs, target)
+    grad_x, pairs, logit = _bias_gradients(attr, inputs, target, args)
     bias_terms = []
     for g, b in pairs:
         shape = (1, -1) + (1,) * (g.dim() - 2) if g.dim() > 2 else (1, -1)
@@ -110,12 +110,20 @@ class FullGrad(Attribution):
     reference = "Srinivas & Fleuret 2019, eq. 7"
     input_kinds = ("image", "flat")
 
-    def decompose(self, inputs: Tensor, target=None) -> FullGradTerms:
-        """The un-post-processed completeness terms (see :class:`FullGradTerms`)."""
-        return self.guarded(inputs, target, lambda x, t: fullgrad_terms(self, x, t))
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.require_module()
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        terms = fullgrad_terms(self, inputs, target)
+    def decompose(self, inputs: Tensor, target=None, *,
+                  additional_forward_args: Any = None) -> FullGradTerms:
+        """The un-post-processed completeness terms (see :class:`FullGradTerms`)."""
+        args = as_args(additional_forward_args)
+        return self.guarded(inputs, target, lambda x, t: fullgrad_terms(self, x, t, args),
+                            additional_forward_args=args)
+
+    def _attribute(self, inputs: Tensor, target: Tensor,
+                   additional_forward_args: tuple = ()) -> Tensor:
+        terms = fullgrad_terms(self, inputs, target, additional_forward_args)
         sal = psi(terms.input_term)
         for b in terms.bias_terms:
             if b.dim() == inputs.dim() > 2:  # spatial bias maps only

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.checks import get_module
-from ..base import Attribution, Option, boolean, register
+from ..base import Attribution, Option, as_args, boolean, register
 from ..layer.base import last_conv_name, layer_gradients, module_name
 from ..layer.gradcam import gradcam_map
 
@@ -52,23 +52,27 @@ class GradCAM(Attribution):
     def __init__(self, model: nn.Module, layer: str | nn.Module | None = None,
                  **options: Any) -> None:
         super().__init__(model, **options)
+        self.require_module()
         if layer is None:
-            layer = last_conv_name(model)
-        self.layer = get_module(model, layer)
-        self.layer_name = layer if isinstance(layer, str) else module_name(model, self.layer)
+            layer = last_conv_name(self.model)
+        self.layer = get_module(self.model, layer)
+        self.layer_name = layer if isinstance(layer, str) else module_name(self.model, self.layer)
         self.signed = not self.defaults["relu_attributions"]
 
-    def layer_attribute(self, inputs: Tensor, target=None, **options: Any) -> Tensor:
+    def layer_attribute(self, inputs: Tensor, target=None, *, additional_forward_args: Any = None,
+                        **options: Any) -> Tensor:
         """The Grad-CAM map at the layer's resolution, shape (N, 1, h, w) ((N, 1) for a 2-D
         layer)."""
         opts = self.resolve_options(options)
-        return self.guarded(inputs, target,
-                            lambda x, t: self._attribute(x, t, _layer=True, **opts))
+        args = as_args(additional_forward_args)
+        return self.guarded(inputs, target, lambda x, t: self._attribute(
+            x, t, additional_forward_args=args, _layer=True, **opts), additional_forward_args=args)
 
     def _attribute(self, inputs: Tensor, target: Tensor, relu_attributions: bool,
-                   attribute_to_layer_input: bool, _layer: bool = False) -> Tensor:
+                   attribute_to_layer_input: bool, additional_forward_args: tuple = (),
+                   _layer: bool = False) -> Tensor:
         grad, acts = layer_gradients(self, self.layer, self.layer_name, inputs, target,
-                                     attribute_to_layer_input)
+                                     attribute_to_layer_input, args=additional_forward_args)
         if not isinstance(acts, Tensor):
             where = "input" if attribute_to_layer_input else "output"
             raise ValueError(f"Grad-CAM: the {where} of layer {self.layer_name!r} is a "

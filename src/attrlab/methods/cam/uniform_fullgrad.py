@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..base import Attribution, register
 from .fullgrad import _bias_gradients
@@ -19,8 +21,13 @@ class UniformFullGrad(Attribution):
     name = "ufg"
     reference = "paper 04, eq. 4"
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        grad_x, pairs, _ = _bias_gradients(self, inputs, target)
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(model, **options)
+        self.require_module()
+
+    def _attribute(self, inputs: Tensor, target: Tensor,
+                   additional_forward_args: tuple = ()) -> Tensor:
+        grad_x, pairs, _ = _bias_gradients(self, inputs, target, additional_forward_args)
         # 1^T (g_l * b_l) per sample = sum_c b_c sum_positions g_l[c]: no full-size product
         total = torch.zeros(inputs.shape[0], dtype=inputs.dtype, device=inputs.device)
         for g, b in pairs:

@@ -16,7 +16,9 @@ class GradientXInput(Attribution):
 
     name = "gxi"
     reference = "Shrikumar et al. 2016"
+    multi_input = True
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        grad, _ = target_gradient(self.forward, inputs, target)
-        return grad * inputs
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor,
+                   additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
+        grads, _ = target_gradient(self.forward, inputs, target, additional_forward_args)
+        return tuple(g * x for g, x in zip(grads, inputs))

@@ -16,7 +16,9 @@ class GradientXSignOfInput(Attribution):
 
     name = "gxsi"
     reference = "paper 01, eq. 13"
+    multi_input = True
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        grad, _ = target_gradient(self.forward, inputs, target)
-        return grad * inputs.sign()
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor,
+                   additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
+        grads, _ = target_gradient(self.forward, inputs, target, additional_forward_args)
+        return tuple(g * x.sign() for g, x in zip(grads, inputs))

@@ -164,12 +164,14 @@ class GuidedIntegratedGradients(BaselineMixin, Attribution):
         return float(n_steps)
 
     def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any, n_steps: int,
-                   fraction: float, max_dist: float) -> Tensor:
+                   fraction: float, max_dist: float, additional_forward_args: tuple = ()
+                   ) -> Tensor:
         base = self._baselines(inputs, baselines).expand_as(inputs)
         shape, dtype = inputs.shape, inputs.dtype
 
         def grad_fn(x: Tensor) -> Tensor:
-            grad, _ = target_gradient(self.forward, x.view(shape).to(dtype), target)
+            grad, _ = target_gradient(self.forward, x.view(shape).to(dtype), target,
+                                      additional_forward_args)
             return grad.reshape(shape[0], -1).to(torch.float64)
 
         attr = guided_path_integral(grad_fn, inputs.reshape(shape[0], -1).to(torch.float64),

@@ -8,12 +8,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...core.checks import check_like, select_target
 from ..base import (
     Attribution,
     Option,
     batch_size_or_none,
+    boolean,
     chunks,
+    completeness_delta,
+    expand_args,
+    format_baselines,
     positive_int,
     register,
     target_gradient,
@@ -49,22 +52,24 @@ def riemann_or_gauss(method: str, n_steps: int) -> tuple[Tensor, Tensor]:
 
 
 class BaselineMixin:
-    """Shared handling of ``baselines`` and of Captum's ``return_convergence_delta``."""
+    """Shared handling of ``baselines`` (a number or a tensor broadcasting to the inputs, or
+    a tuple of such for a tuple of inputs) and of Captum's ``return_convergence_delta``."""
 
     @staticmethod
-    def _baselines(inputs: Tensor, baselines: Any) -> Tensor:
-        if baselines is None:
-            return torch.zeros_like(inputs)
-        return check_like("baselines", baselines, inputs)
+    def _baselines(inputs: Tensor | tuple[Tensor, ...], baselines: Any
+                   ) -> Tensor | tuple[Tensor, ...]:
+        if isinstance(inputs, tuple):
+            return format_baselines(inputs, baselines)
+        return format_baselines((inputs,), baselines)[0]
 
-    def _convergence_delta(self, inputs: Tensor, target: Tensor, attributions: Tensor,
-                           options: dict) -> Tensor:
+    def _convergence_delta(self, inputs: Tensor | tuple[Tensor, ...], target: Tensor,
+                           attributions: Tensor | tuple[Tensor, ...], options: dict,
+                           args: tuple = ()) -> Tensor:
         """sum(attributions) - (f_t(x) - f_t(x')), per sample (completeness error)."""
-        base = self._baselines(inputs, options.get("baselines")).expand_as(inputs)
-        with torch.no_grad():
-            fx = select_target(self.forward(inputs), target)
-            fb = select_target(self.forward(base), target)
-        return attributions.flatten(1).sum(1) - (fx - fb)
+        xs = inputs if isinstance(inputs, tuple) else (inputs,)
+        attrs = attributions if isinstance(attributions, tuple) else (attributions,)
+        return completeness_delta(self.forward, attrs, format_baselines(xs, options.get(
+            "baselines")), xs, target, args)
 
 
 INTEGRATION_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
@@ -80,7 +85,9 @@ def integration_method(name: str, value: Any) -> str:
 
 
 BASELINES = Option(None, None, "reference input x' (a number or anything broadcasting to the "
-                   "inputs; default 0)")
+                   "inputs, a tuple of such for a tuple of inputs; default 0)")
+MULTIPLY_BY_INPUTS = Option(True, boolean, "Captum's multiply_by_inputs: False gives the "
+                            "'global' attribution, without the (x - x') factor")
 
 
 @register
@@ -89,16 +96,21 @@ class IntegratedGradients(BaselineMixin, Attribution):
     (x - x') * integral_0^1 df_t(x' + a (x - x'))/dx da, by a quadrature rule.
 
     All ``n_steps`` path points of the batch go through the model as one batch of
-    N * n_steps rows (step-major), split into chunks of at most ``internal_batch_size`` rows.
+    N * n_steps rows (step-major), split into chunks of at most ``internal_batch_size`` rows;
+    per-sample ``additional_forward_args`` are repeated the same way. A tuple of inputs gets
+    one path per input (baselines: one number for all, or a tuple). ``multiply_by_inputs=False``
+    returns the integral of the gradient without the (x - x') factor (Captum's flag).
     """
 
     name = "ig"
     reference = "Sundararajan et al. 2017, eq. 1"
+    multi_input = True
     options = {
         "n_steps": Option(50, positive_int, "quadrature points"),
         "method": Option("gausslegendre", integration_method, "quadrature rule"),
         "internal_batch_size": Option(None, batch_size_or_none, "rows per forward pass"),
         "baselines": BASELINES,
+        "multiply_by_inputs": MULTIPLY_BY_INPUTS,
     }
 
     def __init__(self, model: nn.Module, **options: Any) -> None:
@@ -109,19 +121,31 @@ class IntegratedGradients(BaselineMixin, Attribution):
     def cost(cls, n_steps: int = 50, **options: Any) -> float:
         return float(n_steps)
 
-    def _attribute(self, inputs: Tensor, target: Tensor, baselines: Any, n_steps: int,
-                   method: str, internal_batch_size: int | None) -> Tensor:
-        base = self._baselines(inputs, baselines).expand_as(inputs)
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor, baselines: Any,
+                   n_steps: int, method: str, internal_batch_size: int | None,
+                   multiply_by_inputs: bool, additional_forward_args: tuple = ()
+                   ) -> tuple[Tensor, ...]:
+        bases = tuple(b.expand_as(x) for b, x in zip(self._baselines(inputs, baselines), inputs))
+        x0 = inputs[0]
         alphas, weights = riemann_or_gauss(method, n_steps)
-        alphas = alphas.to(inputs.device, inputs.dtype)
-        weights = weights.to(inputs.device, inputs.dtype)
-        n, diff = inputs.shape[0], inputs - base
+        alphas = alphas.to(x0.device, x0.dtype)
+        weights = weights.to(x0.device, x0.dtype)
+        n = x0.shape[0]
+        diffs = tuple(x - b for x, b in zip(inputs, bases))
         steps_per_chunk = None if internal_batch_size is None else max(1, internal_batch_size // n)
-        total = torch.zeros_like(inputs)
-        view = (-1, 1) + (1,) * (inputs.dim() - 1)
+        totals = [torch.zeros_like(x) for x in inputs]
         for sl in chunks(len(alphas), steps_per_chunk):
-            a, w = alphas[sl].view(view), weights[sl].view(view)
-            path = (base.unsqueeze(0) + a * diff.unsqueeze(0)).flatten(0, 1)
-            grad, _ = target_gradient(self.forward, path, target.repeat(len(a)))
-            total += (grad.view((len(a),) + inputs.shape) * w).sum(0)
-        return total * diff
+            k = len(alphas[sl])
+            paths = []
+            for base, diff in zip(bases, diffs):
+                view = (-1, 1) + (1,) * (diff.dim() - 1)
+                a = alphas[sl].view(view)
+                paths.append((base.unsqueeze(0) + a * diff.unsqueeze(0)).flatten(0, 1))
+            args = expand_args(additional_forward_args, n, k, interleave=False)
+            grads, _ = target_gradient(self.forward, tuple(paths), target.repeat(k), args)
+            for total, grad, x in zip(totals, grads, inputs):
+                w = weights[sl].view((-1, 1) + (1,) * (x.dim() - 1))
+                total += (grad.view((k,) + x.shape) * w).sum(0)
+        if not multiply_by_inputs:
+            return tuple(totals)
+        return tuple(total * diff for total, diff in zip(totals, diffs))

@@ -13,7 +13,9 @@ class PositiveGradientXInput(Attribution):
 
     name = "pgxi"
     reference = "paper 01, section 4.2"
+    multi_input = True
 
-    def _attribute(self, inputs: Tensor, target: Tensor) -> Tensor:
-        grad, _ = target_gradient(self.forward, inputs, target)
-        return grad.clamp(min=0) * inputs
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor,
+                   additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
+        grads, _ = target_gradient(self.forward, inputs, target, additional_forward_args)
+        return tuple(g.clamp(min=0) * x for g, x in zip(grads, inputs))

@@ -19,12 +19,14 @@ class Saliency(Attribution):
     name = "saliency"
     signed = False
     reference = "Simonyan et al. 2014"
+    multi_input = True
     options = {"abs": Option(True, boolean, "absolute value of the gradient")}
 
     def __init__(self, model: nn.Module, **options: Any) -> None:
         super().__init__(model, **options)
         self.signed = not self.defaults["abs"]
 
-    def _attribute(self, inputs: Tensor, target: Tensor, abs: bool) -> Tensor:
-        grad, _ = target_gradient(self.forward, inputs, target)
-        return grad.abs() if abs else grad
+    def _attribute(self, inputs: tuple[Tensor, ...], target: Tensor, abs: bool,
+                   additional_forward_args: tuple = ()) -> tuple[Tensor, ...]:
+        grads, _ = target_gradient(self.forward, inputs, target, additional_forward_args)
+        return tuple(g.abs() if abs else g for g in grads)

@@ -36,7 +36,6 @@ from ...core.checks import (
     check_inputs,
     check_like,
     check_target_range,
-    first_parametric_layer,
     get_module,
     resolve_target,
     select_target,
@@ -126,7 +125,7 @@ def _clone_leaves(value: Any) -> Any:
 
 
 def layer_values(attr: Attribution, layer: nn.Module, name: str, inputs: Tensor,
-                 to_input: bool) -> Any:
+                 to_input: bool, args: tuple = ()) -> Any:
     """The layer's output (input with ``to_input``) for ``inputs``, detached, in one forward
     pass without gradients. The network continues with a copy, so an in-place op after the
     layer (or an in-place layer, for its input) cannot overwrite what is returned."""
@@ -137,7 +136,7 @@ def layer_values(attr: Attribution, layer: nn.Module, name: str, inputs: Tensor,
         return _clone_leaves(value)
 
     with torch.no_grad(), tap_layer(layer, name, to_input, keep) as state:
-        attr.forward(inputs)
+        attr.forward(inputs, *args)
     _check_called(state, name)
     return holder["value"]
 
@@ -145,14 +144,16 @@ def layer_values(attr: Attribution, layer: nn.Module, name: str, inputs: Tensor,
 def layer_gradients(attr: Attribution, layer: nn.Module, name: str, inputs: Tensor,
                     target: Tensor, to_input: bool,
                     make: Callable[[Any], Any] | None = None,
-                    mode: contextlib.AbstractContextManager | None = None) -> tuple[Any, Any]:
+                    mode: contextlib.AbstractContextManager | None = None,
+                    args: tuple = ()) -> tuple[Any, Any]:
     """Gradient of the selected logits ``f(x)[i, target[i]]`` with respect to the layer's
     activations, in one forward and one backward pass; returns ``(gradients, activations)``,
     both with the structure of the layer's value (``None`` for its non-tensor entries).
 
     The hook replaces the activations by detached leaf tensors (by ``make(value)`` when given:
     Integrated Gradients' path points) and passes copies of them on, so the gradient is taken
-    at the layer whatever the inputs' dtype. ``mode`` (a backward-rule
+    at the layer whatever the inputs' dtype; ``args`` follow the inputs into the model.
+    ``mode`` (a backward-rule
     :class:`~attrlab.core.rules.NonlinearityRules`) is active during the forward pass.
     A tensor entry the output does not depend on gets a zero gradient.
     """
@@ -180,7 +181,7 @@ def layer_gradients(attr: Attribution, layer: nn.Module, name: str, inputs: Tens
     with torch.enable_grad():
         with tap_layer(layer, name, to_input, swap) as state:
             with mode if mode is not None else contextlib.nullcontext():
-                out = attr.forward(inputs)
+                out = attr.forward(inputs, *args)
         _check_called(state, name)
         check_target_range(target, out.shape[1])
         sel = out.gather(1, target.view(-1, 1)).squeeze(1)
@@ -234,8 +235,13 @@ def check_layer_inputs(model: nn.Module, inputs: Tensor) -> None:
     check_token_range(model, inputs, "inputs")
 
 
+def first_leaf(model: nn.Module) -> nn.Module | None:
+    """The model's first leaf module in registration order (the embedding of a text model)."""
+    return next((m for m in model.modules() if next(m.children(), None) is None), None)
+
+
 def check_token_range(model: nn.Module, ids: Tensor, what: str) -> None:
-    first = first_parametric_layer(model)
+    first = first_leaf(model)
     if isinstance(first, nn.Embedding) and ids.numel():
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= first.num_embeddings:
