@@ -446,6 +446,24 @@ class Attribution:
         return self.guarded(xs, target, lambda x, t: completeness_delta(
             self.forward, attrs, bases, x, t, args), additional_forward_args=args)
 
+    def _wrap(self, model: Callable[..., Tensor], base: "str | Attribution",
+              options: Mapping[str, Any]) -> dict[str, Any]:
+        """For wrappers (``wraps = "base"``): build or check the wrapped method and set it as
+        ``self.base``; ``options`` the wrapper does not declare go to the wrapped method's
+        constructor. Returns the wrapper's own options for ``Attribution.__init__``."""
+        own = {k: v for k, v in options.items() if k in self.option_specs()}
+        rest = {k: v for k, v in options.items() if k not in own}
+        if isinstance(base, Attribution):
+            if rest:
+                raise ValueError(f"options {sorted(rest)} are for the base method: pass them "
+                                 "to it or as attribute() options")
+            self.base = base
+        else:
+            self.base = get(base, model, **rest)
+        if self.base.forward_func != model:
+            raise ValueError("the base method must be built on the same model")
+        return own
+
     def __getattr__(self, key: str) -> Any:
         # declared options read as attributes (``ig.n_steps``), as the constructor set them
         defaults = self.__dict__.get("defaults")
@@ -548,15 +566,6 @@ def target_gradient(
         grads = torch.autograd.grad(sel.sum(), xs, allow_unused=True)
     grads = tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, xs))
     return (grads if is_tuple else grads[0]), sel.detach()
-    def __getattr__(self, key: str) -> Any:
-        # declared options read as attributes (``ig.n_steps``), as the constructor set them
-        defaults = self.__dict__.get("defaults")
-        if defaults is not None and key in defaults:
-            return defaults[key]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={type(self.model).__name__})"
 
 
 def chunks(n: int, size: int | None) -> list[slice]:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..base import Attribution, Option, as_args, get, register
+from ..base import Attribution, Option, as_args, register
 
 
 def _iterations(name: str, value: Any) -> int:
@@ -44,14 +44,7 @@ class AttributionMask(Attribution):
     options = {"iterations": Option(10, _iterations, "I, the number of recursive masks")}
 
     def __init__(self, model: nn.Module, base: str | Attribution = "gxsi", **options: Any) -> None:
-        own = {k: v for k, v in options.items() if k in self.option_specs()}
-        base_options = {k: v for k, v in options.items() if k not in own}
-        self.base = base if isinstance(base, Attribution) else get(base, model, **base_options)
-        if isinstance(base, Attribution) and base_options:
-            raise ValueError(f"options {sorted(base_options)} are for the base method: pass "
-                             "them to it")
-        if self.base.forward_func != model:
-            raise ValueError("the base method must be built on the same model")
+        own = self._wrap(model, base, options)
         super().__init__(model, **own)
 
     @staticmethod

@@ -16,7 +16,6 @@ from ..base import (
     chunks,
     expand_args,
     generator_or_none,
-    get,
     number_in,
     one_of,
     positive_int,
@@ -77,14 +76,7 @@ class NoiseTunnel(Attribution):
                 raise ValueError("give the wrapped method once: NoiseTunnel(method) or "
                                  "NoiseTunnel(model, base=method)")
             base, model = model, model.forward_func
-        own = {k: v for k, v in options.items() if k in self.option_specs()}
-        base_options = {k: v for k, v in options.items() if k not in own}
-        self.base = base if isinstance(base, Attribution) else get(base, model, **base_options)
-        if isinstance(base, Attribution) and base_options:
-            raise ValueError(f"options {sorted(base_options)} are for the base method: pass "
-                             "them to it or as attribute() options")
-        if self.base.forward_func != model:
-            raise ValueError("the base method must be built on the same model")
+        own = self._wrap(model, base, options)
         super().__init__(model, **own)
         self.multi_input = self.base.multi_input
         self.signed = self.base.signed and self.defaults["nt_type"] == "smoothgrad"
