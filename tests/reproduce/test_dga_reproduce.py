@@ -92,6 +92,25 @@ def test_settings_and_options():
         assert best_method({m: v[i] for m, v in dga.PAPER_TABLE2.items()}, True) == "dga"
 
 
+# `reproduce dga --quick` (limit 4, ResNet8, ROAR) as measured before the layering restructure
+QUICK_TABLE1 = {
+    "morf": {"dga": 0.111394, "fullgrad": 0.390201, "gbp": 0.581692, "guided_ig": 0.151264,
+             "gxi": 0.125297, "ig": 0.134453},
+    "lerf": {"dga": 0.441425, "fullgrad": 0.705895, "gbp": 0.431651, "guided_ig": 0.414815,
+             "gxi": 0.228661, "ig": 0.382925}}
+QUICK_TABLE2 = {"gxi": {"10": 0.220061, "50": 0.058787}, "gbp": {"10": -0.083823, "50": 0.137699},
+                "ig": {"10": -0.004031, "50": 0.121489},
+                "fullgrad": {"10": 0.098544, "50": 0.160668},
+                "guided_ig": {"10": -0.00339, "50": 0.064609},
+                "dga": {"10": 0.30654, "50": 0.197653}}
+QUICK_FIGURE5 = {"baseline": {"0": 12.5}, "gxi": {"10": 12.5, "90": 12.5},
+                 "gbp": {"10": 9.375, "90": 9.375}, "ig": {"10": 9.375, "90": 12.5},
+                 "fullgrad": {"10": 9.375, "90": 6.25}, "guided_ig": {"10": 6.25, "90": 12.5},
+                 "dga": {"10": 9.375, "90": 12.5}, "random": {"10": 12.5, "90": 9.375}}
+QUICK_FIGURE2_SSIM = {"fullgrad": [0.912448, 0.944097], "ig": [0.753789, 0.852365],
+                      "dga": [0.378964, 0.430078]}
+
+
 def test_reproduce_dga_quick(real_data_dir, tmp_path):
     out = tmp_path / "r"
     kwargs = {"quick": True, "limit": 4, "models": ("cifar10_resnet8",), "roar": True,
@@ -121,6 +140,16 @@ def test_reproduce_dga_quick(real_data_dir, tmp_path):
     f2 = res["figure2"]["cifar10_resnet8"]
     assert set(f2["scores"]) == set(dga.FIGURE2_METHODS)
     assert all(len(v) == 2 for sc in f2["scores"].values() for v in sc.values())
+    # pinned: the numbers this quick run gave before the restructure (and still gives)
+    for k, row in QUICK_TABLE1.items():
+        for m, v in row.items():
+            assert t1[k][m][0] == pytest.approx(v, abs=1e-6), (k, m)
+    for m, row in QUICK_TABLE2.items():
+        for q, v in row.items():
+            assert t2[m][q][0] == pytest.approx(v, abs=1e-6), (m, q)
+    assert f5 == QUICK_FIGURE5
+    for m, v in QUICK_FIGURE2_SSIM.items():
+        assert f2["scores"][m]["ssim"] == pytest.approx(v, abs=1e-6), m
     for png in res["plots"].values():
         assert (out / png).is_file()
     for sub in ("table1_cifar10_resnet8", "table2_cifar10_resnet8"):
