@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..methods import available, method_class
+from ..methods import available, layer, method_class
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -15,6 +15,10 @@ def cmd_methods(args: argparse.Namespace) -> int:
                                 ("needs data: fit()", cls.needs_data)) if on]
         extra = f"  [{'; '.join(tags)}]" if tags else ""
         print(f"{name:18s} {cls.reference}, {cls.cost():g} pass(es)/sample{extra}")
+    print("\nlayer methods (attrlab.methods.layer.get(name, model, layer); layer-shaped maps):")
+    for name in layer.available():
+        cls = layer.method_class(name)
+        print(f"{name:28s} {cls.reference}, {cls.cost():g} pass(es)/sample")
     return 0
 
 
