@@ -45,19 +45,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from .common import (
     BenchConfig,
     bench,
+    best_method,
+    cell,
     fmt,
+    label_summary,
     markdown_table,
     mean_curves,
     mean_sem,
     method_means,
+    parse_q_values,
+    pct,
     plot_lines,
+    select_parts,
     write_report,
 )
+from .noise import add_pixel_noise, noise_consistency
 
 METHODS = ("gxi", "gbp", "ig", "fullgrad", "guided_ig", "dga")
 METRIC_LABELS = {"morf": "MoRF", "lerf": "LeRF"}
@@ -152,84 +158,6 @@ def method_options(n_steps: int) -> dict[str, dict[str, Any]]:
     return {"ig": {"n_steps": n_steps, "internal_batch_size": 512},
             "guided_ig": {"n_steps": n_steps, "fraction": 0.25, "max_dist": 0.02},
             "dga": {"n_steps": n_steps, "q": DGA_Q}}
-
-
-# ------------------------------------------------------------------------------------------
-# pure helpers
-# ------------------------------------------------------------------------------------------
-
-
-def pct(fraction: float) -> str:
-    """The key of a fraction in the results: its rounded percentage (``"60"`` for 0.6)."""
-    return f"{round(100 * fraction)}"
-
-
-def cell(ours: float | None, paper: float | None = None, digits: int = 3,
-         bold: bool = False) -> str:
-    """A table cell: our value (bold if ``bold``), the paper's in brackets when given."""
-    text = fmt(ours, digits)
-    if bold and text != "-":
-        text = f"**{text}**"
-    return text if paper is None else f"{text} ({fmt(paper, digits)})"
-
-
-def label_summary(labels: Tensor, classes: Sequence[str]) -> str:
-    """How the images of ``labels`` spread over the classes, for the report."""
-    counts = torch.bincount(torch.as_tensor(labels).long().flatten(), minlength=len(classes))
-    present = [(classes[c], int(k)) for c, k in enumerate(counts.tolist()) if k]
-    if len(present) == len(classes):
-        return (f"all {len(classes)} classes, {int(counts.min())} to {int(counts.max())} "
-                "images each")
-    return "only " + ", ".join(f"{name} ({k})" for name, k in present)
-
-
-def best_method(values: Mapping[str, float], higher_is_better: bool) -> str | None:
-    """The key with the best finite value (first one on ties); None if there is none."""
-    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
-    if not finite:
-        return None
-    pick = max if higher_is_better else min
-    return pick(finite, key=lambda k: finite[k])
-
-
-def add_pixel_noise(x: Tensor, sigma: float, std: Sequence[float], seed: int = 0) -> Tensor:
-    """``x`` (normalised (N, C, H, W) images) plus Gaussian noise of standard deviation
-    ``sigma`` in [0, 1] pixel units, i.e. ``sigma / std_c`` in channel c of the normalised
-    input (paper 04, section 3.1: x' = x + eps, eps ~ N(0, sigma I)); drawn from a CPU
-    generator seeded with ``seed``. Not clipped."""
-    if not sigma >= 0:
-        raise ValueError(f"sigma must be non-negative, got {sigma!r}")
-    gen = torch.Generator().manual_seed(seed)
-    eps = torch.randn(x.shape, generator=gen, dtype=x.dtype)
-    scale = torch.as_tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
-    return x + (sigma * eps / scale).to(x.device)
-
-
-def noise_consistency(model: nn.Module, methods: Mapping[str, Any], x: Tensor, y: Tensor,
-                      x_noisy: Tensor) -> tuple[dict[str, dict[str, list[float]]],
-                                                dict[str, tuple[Tensor, Tensor]]]:
-    """Figure 2's numbers: per method (name -> attribution object), per image, the SSIM of
-    the maps of ``x`` and ``x_noisy`` (:func:`attrlab.metrics.sanity.similarity`: channel sum,
-    max-abs normalisation, 7x7 window) and the MoRF/LeRF AUC (section 4.1) of each map on its
-    own input, explaining ``y`` in both. Also returns the maps (clean, noisy)."""
-    from ...metrics import get as get_metric
-    from ...metrics.randomisation import similarity
-
-    morf, lerf = get_metric("morf"), get_metric("lerf")
-    scores: dict[str, dict[str, list[float]]] = {}
-    maps: dict[str, tuple[Tensor, Tensor]] = {}
-    for name, method in methods.items():
-        a = method.attribute(x, y).detach()
-        b = method.attribute(x_noisy, y).detach()
-        scores[name] = {
-            "ssim": similarity(a, b, "ssim").tolist(),
-            "morf_clean": morf.evaluate(model, x, y, a).tolist(),
-            "morf_noisy": morf.evaluate(model, x_noisy, y, b).tolist(),
-            "lerf_clean": lerf.evaluate(model, x, y, a).tolist(),
-            "lerf_noisy": lerf.evaluate(model, x_noisy, y, b).tolist(),
-        }
-        maps[name] = (a.cpu(), b.cpu())
-    return scores, maps
 
 
 # ------------------------------------------------------------------------------------------
@@ -563,30 +491,7 @@ PARTS = ("table1", "table2", "figure2", "figure5")
 def parse_parts(only: Sequence[str] | str | None, roar: bool = True) -> tuple[str, ...]:
     """The experiments to run: ``only`` (names of :data:`PARTS`, a sequence or a
     comma-separated string; None: all), without ``figure5`` when ``roar`` is False."""
-    if only is None:
-        parts = list(PARTS)
-    else:
-        parts = [p.strip() for p in only.split(",")] if isinstance(only, str) else list(only)
-        unknown = [p for p in parts if p not in PARTS]
-        if not parts or unknown:
-            raise ValueError(f"only must name experiments among {', '.join(PARTS)}, got "
-                             f"{only!r}")
-    return tuple(p for p in PARTS if p in parts and (roar or p != "figure5"))
-
-
-def parse_q_values(q_values: Sequence[float] | str) -> tuple[float, ...]:
-    """Table 2's q as fractions in (0, 1], from a number, a sequence or a string such as
-    ``"0.1,0.5"``."""
-    if isinstance(q_values, (int, float)) and not isinstance(q_values, bool):
-        q_values = [q_values]  # --option q_values=0.5 arrives as a number
-    qs = q_values.split(",") if isinstance(q_values, str) else q_values
-    try:
-        qs = tuple(float(q) for q in qs)
-    except (TypeError, ValueError):
-        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}") from None
-    if not qs or not all(0 < q <= 1 for q in qs):
-        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}")
-    return qs
+    return tuple(p for p in select_parts(only, PARTS) if roar or p != "figure5")
 
 
 def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
