@@ -37,7 +37,6 @@ in the folder so far.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -51,11 +50,8 @@ from .common import (
     bench,
     best_method,
     cell,
-    fmt,
     label_summary,
-    markdown_table,
     mean_curves,
-    mean_sem,
     method_means,
     parse_q_values,
     pct,
@@ -63,61 +59,34 @@ from .common import (
     select_parts,
     write_report,
 )
+from .dga_paper import (  # noqa: F401 (re-exported: dga.METHODS etc.)
+    DGA_N,
+    DGA_Q,
+    FIGURE2_METHODS,
+    LABELS,
+    METHODS,
+    METRIC_LABELS,
+    MODEL_NOTES,
+    NOISE_SIGMA,
+    PAPER_FIGURE5_TEXT,
+    PAPER_MODEL,
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    Q_VALUES,
+    ROAR_EPOCHS,
+    ROAR_FRACTIONS,
+    ROAR_MODEL,
+    ROAR_TRAIN,
+    TABLE2_MODELS,
+)
+from .dga_report import (
+    _calls_text,
+    _figure2_section,
+    _figure5_section,
+    _table1_section,
+    _table2_section,
+)
 from .noise import add_pixel_noise, noise_consistency
-
-METHODS = ("gxi", "gbp", "ig", "fullgrad", "guided_ig", "dga")
-METRIC_LABELS = {"morf": "MoRF", "lerf": "LeRF"}
-LABELS = {"gxi": "G*I", "gbp": "GBP", "ig": "IG", "fullgrad": "FG", "guided_ig": "GIG",
-          "dga": "DGA", "random": "random", "baseline": "no removal"}
-FIGURE2_METHODS = ("fullgrad", "ig", "dga")
-Q_VALUES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-ROAR_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
-ROAR_MODEL = "cifar10_resnet8"
-TABLE2_MODELS = ("cifar10_resnet8",)   # our counterpart of the paper's ResNet-18
-ROAR_TRAIN = 5000     # training images of each ROAR retraining (paper: all 50k)
-ROAR_EPOCHS = 5       # epochs of each ROAR retraining (paper: 100)
-NOISE_SIGMA = 0.02    # Figure 2: std of the Gaussian noise in [0, 1] pixel units (~5/255)
-DGA_N, DGA_Q = 30, 0.9
-
-# The paper's model that each of our checkpoints stands in for, and how they differ.
-PAPER_MODEL = {"cifar10_resnet8": "ResNet-18", "cifar10_nib_vgg16": "VGG-16"}
-MODEL_NOTES = {
-    "cifar10_resnet8": "ResNet8 (width 32) on CIFAR-10, 32x32 inputs; stands in for the "
-                       "paper's ImageNet ResNet-18 (224x224).",
-    "cifar10_nib_vgg16": "VGG16 at width 0.25 on CIFAR-10 without any bias (NIB: no layer "
-                         "biases, bias-free BatchNorm); stands in for the paper's ImageNet "
-                         "VGG-16. Without biases FG's bias-gradient terms vanish (FG = the "
-                         "normalised |G*I|), DGA's local UFG map equals G*I and IG from the "
-                         "zero baseline equals G*I on this positively homogeneous network.",
-    "mnist_cnn": "small CNN on MNIST (28x28, one channel); the paper has no counterpart "
-                 "(its third model is an ImageNet Inception-v3).",
-}
-
-# Paper 04, Table 1 (ImageNet validation set, 50k images): AUC of the pixel perturbation
-# curves, columns G*I, GBP, IG, FG, GIG, DGA. LeRF: higher is better; MoRF: lower is better.
-PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {
-    "lerf": {"VGG-16": dict(zip(METHODS, (0.078, 0.113, 0.096, 0.415, 0.110, 0.434))),
-             "ResNet-18": dict(zip(METHODS, (0.114, 0.145, 0.158, 0.448, 0.185, 0.533))),
-             "Inception-V3": dict(zip(METHODS, (0.171, 0.162, 0.243, 0.558, 0.255, 0.691)))},
-    "morf": {"VGG-16": dict(zip(METHODS, (0.045, 0.094, 0.036, 0.110, 0.029, 0.023))),
-             "ResNet-18": dict(zip(METHODS, (0.050, 0.124, 0.038, 0.131, 0.029, 0.019))),
-             "Inception-V3": dict(zip(METHODS, (0.105, 0.145, 0.066, 0.175, 0.061, 0.041)))},
-}
-# Paper 04, Table 2 (ResNet-18, ImageNet): Sensitivity-n correlation at q = 10, 20, ..., 90 %
-# (the table's caption did not survive in our copy; section 4.2 describes it).
-PAPER_TABLE2: dict[str, tuple[float, ...]] = {
-    "gxi": (-0.006, -0.009, -0.009, -0.013, -0.007, -0.014, -0.016, -0.022, -0.037),
-    "gbp": (0.022, 0.032, 0.025, 0.024, 0.022, 0.027, 0.024, 0.024, 0.020),
-    "ig": (0.013, 0.022, 0.020, 0.027, 0.032, 0.037, 0.039, 0.047, 0.067),
-    "guided_ig": (0.006, 0.007, 0.004, 0.002, 0.003, 0.002, 0.002, 0.002, -0.001),
-    "fullgrad": (-0.045, -0.017, -0.005, 0.001, 0.003, 0.003, 0.008, 0.008, 0.004),
-    "dga": (0.095, 0.096, 0.101, 0.098, 0.095, 0.089, 0.083, 0.080, 0.079),
-}
-# Paper 04, Figure 5 is a plot without numbers; section 4.3 states its conclusion.
-PAPER_FIGURE5_TEXT = ("paper (section 4.3, Figure 5; simple CNN with 6 conv + 3 linear layers, "
-                      "50k training images, Adam lr 3e-4, 100 epochs, 10 trials): \"the model "
-                      "trained on the modified dataset with DGA steeply decreases the test "
-                      "accuracy even with 10% removed\"; lower accuracy is better.")
 
 
 @dataclass(frozen=True)
@@ -353,119 +322,6 @@ def figure2(ckpt: str, s: Settings, out: Path, device: str,
 
 
 # ------------------------------------------------------------------------------------------
-# report sections
-# ------------------------------------------------------------------------------------------
-
-
-def _table1_section(t1: dict[str, dict[str, Any]], plots: dict[str, str]) -> str:
-    head = ["model (paper's)", "metric"] + [LABELS[m] for m in METHODS]
-    rows, wins = [], []
-    for ckpt, res in t1.items():
-        paper_model = PAPER_MODEL.get(ckpt)
-        for k, better in (("lerf", True), ("morf", False)):
-            means = {m: res[k].get(m, (math.nan, math.nan))[0] for m in METHODS}
-            paper = PAPER_TABLE1[k].get(paper_model or "", {})
-            best = best_method(means, better)
-            wins.append(f"{ckpt} {METRIC_LABELS[k]}: {LABELS[best] if best else '-'}")
-            arrow = "higher" if better else "lower"
-            rows.append([f"{ckpt} ({paper_model or 'none'})",
-                         f"{METRIC_LABELS[k]} ({arrow} better)"]
-                        + [cell(means[m], paper.get(m), bold=m == best) for m in METHODS])
-    text = ("### Table 1: pixel perturbation, MoRF and LeRF AUC (section 4.1)\n\n"
-            "Mean AUC over the test images; ours (paper's in brackets, ImageNet), our best per "
-            "row in bold. The paper finds DGA best in every row. Best here: "
-            + "; ".join(wins) + ".\n\n" + markdown_table(head, rows))
-    if plots:
-        text += "\n\n" + "\n".join(f"![{name}]({png})" for name, png in plots.items())
-    return text
-
-
-def _table2_section(t2: dict[str, dict[str, dict[str, tuple[float, float]]]],
-                    s: Settings, plots: dict[str, str]) -> str:
-    cols = [pct(q) for q in s.q_values]
-    parts = [("### Table 2: Sensitivity-n, 14x14 patch masks (section 4.2)\n\n"
-             f"Mean Pearson correlation over the test images of the attribution sum of the "
-             f"removed patches and the drop of the target logit, {s.n_subsets} random masks "
-             f"per image removing q % of the 14x14 patches (set to zero); ours (paper's "
-             "ResNet-18 in brackets), our best per column in bold. The paper finds DGA best "
-             "at every q.")]
-    if not t2:
-        parts.append(f"Not run: Table 2 is reported for {', '.join(TABLE2_MODELS)} (the "
-                     "paper's ResNet-18) only, which is not among the models.")
-    for ckpt, res in t2.items():
-        best = {c: best_method({m: res[m].get(c, (math.nan,))[0] for m in METHODS}, True)
-                for c in cols}
-        rows = []
-        for m in METHODS:
-            paper = dict(zip(map(pct, Q_VALUES), PAPER_TABLE2[m]))
-            rows.append([LABELS[m]] + [cell(res[m].get(c, (math.nan,))[0], paper.get(c),
-                                            bold=best[c] == m) for c in cols])
-        parts.append(f"{ckpt}:\n\n" + markdown_table(["method"] + [f"q={c}%" for c in cols],
-                                                      rows))
-        if ckpt in plots:
-            parts.append(f"![Table 2, {ckpt}]({plots[ckpt]})")
-    return "\n\n".join(parts)
-
-
-def _figure5_section(f5: dict[str, dict[str, float]], s: Settings, png: str) -> str:
-    cols = [pct(f) for f in s.roar_fractions]
-    methods = [m for m in f5 if m != "baseline"]
-    best = {c: best_method({m: f5[m].get(c, math.nan) for m in methods if m != "random"},
-                           higher_is_better=False) for c in cols}
-    rows = [[LABELS.get(m, m)] + [cell(f5[m].get(c), digits=1, bold=best[c] == m)
-                                  for c in cols] for m in methods]
-    base = f5.get("baseline", {}).get("0")
-    noise = ""
-    if base is not None and s.roar_test > 0:
-        p = base / 100
-        se = 100 * math.sqrt(p * (1 - p) / s.roar_test)
-        noise = (f" Noise: with {s.roar_test} test images the test sampling alone gives an "
-                 f"accuracy near the baseline a binomial standard error of about {se:.1f} "
-                 f"points, so differences below about {2 * se:.0f} points are within noise; "
-                 "the spread over training seeds (one seed here) comes on top.")
-    wins = "; ".join(f"{c} %: {LABELS.get(best[c], '-')}" for c in cols)
-    return ("### Figure 5: ROAR on the ResNet8 (section 4.3)\n\n"
-            f"Test accuracy (%) of a ResNet8 retrained from scratch on CIFAR-10 images whose "
-            f"top-k % pixels (channel-summed attribution of the shipped ResNet8, true label) "
-            f"are replaced by the image's channel mean, tested on the same removal; lower is "
-            f"better, the lowest per column (random excluded) in bold: {wins}. Reduced "
-            f"budget: first {s.roar_train} training and {s.roar_test} test images "
-            f"(the loader deals the classes out in turn), {s.roar_epochs} epoch(s), Adam lr "
-            f"3e-4, batch 128, one seed; no removal: {fmt(base)} %. Our retrained model is "
-            f"the ResNet8, not the paper's 6-conv + "
-            f"3-linear CNN.{noise} " + PAPER_FIGURE5_TEXT + "\n\n"
-            + markdown_table(["method"] + [f"{c}%" for c in cols], rows)
-            + f"\n\n![Figure 5]({png})")
-
-
-def _figure2_section(f2: dict[str, dict[str, Any]], s: Settings,
-                     pngs: dict[str, str]) -> str:
-    parts = [("### Figure 2: maps under Gaussian input noise (section 3.1)\n\n"
-             f"First {s.fig2_images} test images x and x + eps, eps ~ N(0, sigma^2) per pixel "
-             f"and channel with sigma = {s.noise_sigma} in [0, 1] pixel units (the paper does "
-             "not give its sigma); the maps explain the true label in both. SSIM between the "
-             "two maps (channel sum, max-abs normalised, 7x7 window; 1 = identical) and the "
-             "MoRF / LeRF AUC of each map on its own input, means over the images. The paper "
-             "shows FG's map changing under the noise while IG's and DGA's stay consistent, "
-             "and FG's pixel perturbation scores getting worse.")]
-    head = ["method", "SSIM (clean vs noisy)", "MoRF clean", "MoRF noisy", "LeRF clean",
-            "LeRF noisy"]
-    for ckpt, res in f2.items():
-        rows = []
-        for m in FIGURE2_METHODS:
-            sc = res["scores"][m]
-            m_ssim, se = mean_sem(sc["ssim"])
-            rows.append([LABELS[m], f"{fmt(m_ssim, 3)} ± {fmt(se, 3)}"]
-                        + [fmt(mean_sem(sc[k])[0], 3) for k in
-                           ("morf_clean", "morf_noisy", "lerf_clean", "lerf_noisy")])
-        same = sum(p == q for p, q in zip(res["pred_clean"], res["pred_noisy"]))
-        parts.append(f"{ckpt} (prediction unchanged by the noise on {same} of "
-                     f"{len(res['pred_clean'])} images):\n\n" + markdown_table(head, rows)
-                     + f"\n\n![Figure 2, {ckpt}]({pngs[ckpt]})")
-    return "\n\n".join(parts)
-
-
-# ------------------------------------------------------------------------------------------
 # entry point
 # ------------------------------------------------------------------------------------------
 
@@ -515,20 +371,6 @@ def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
                                          if "table2" in present else None),
                             "finished": "time not recorded", "torch": "not recorded"}]
     return record
-
-
-def _calls_text(calls: Sequence[Mapping[str, Any]]) -> str:
-    """The report's line on which calls made the numbers (``results.json``'s ``calls``)."""
-    if not calls:
-        return "Made by calls that recorded no details."
-    items = []
-    for c in calls:
-        what = ", ".join(p if p != "table2" or not c.get("q_values") else
-                         "table2 (q = " + "/".join(map(pct, c["q_values"]))
-                         + " %)" for p in c["parts"])
-        items.append(f"{what} on {c['device']} ({c['finished']}, torch {c['torch']})")
-    return "Made by these calls, in order (a later one replaces what it recomputes): " + \
-        "; ".join(items) + "."
 
 
 def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: str | None = None,
