@@ -28,7 +28,7 @@ DGA spends. ``quick=True`` shrinks everything (see :func:`settings`) to check th
 Every experiment is resumable: Table 1 is an :mod:`attrlab.bench` run per model, Table 2 a
 result store per model that shares each batch's maps over the q values and the masked
 forward passes over the methods (:func:`table2`), ROAR stores its runs in its store and
-Figure 2 caches its numbers and maps, so a second call recomputes nothing and an interrupted
+Figure 2 keeps its numbers and maps as store artefacts named by content, so a second call recomputes nothing and an interrupted
 one continues. ``results.json`` accumulates over calls (:func:`reproduce`): ``only`` runs some
 experiments, ``q_values`` some columns of Table 2, and the report shows everything measured
 in the folder so far.
@@ -268,45 +268,62 @@ def figure5(s: Settings, out: Path, device: str, data_dir: str | None,
     return {m: {f: sum(v) / len(v) for f, v in d.items()} for m, d in acc.items()}
 
 
+def figure2_key(fingerprint: Mapping[str, Any], dataset: str, s: Settings) -> dict[str, Any]:
+    """What Figure 2's numbers and maps depend on (their store key, hashed by content): the
+    model (:func:`attrlab.experiments.planner.model_fingerprint`), the images (data set, test
+    split, the first ``s.fig2_images``), the methods with their options, the noise (sigma,
+    seed) and the MoRF/LeRF metrics (their default options)."""
+    opts = method_options(s.n_steps)
+    return {"kind": "figure2", "model": dict(fingerprint),
+            "data": {"dataset": dataset, "split": "test"},
+            "samples": list(range(s.fig2_images)),
+            "methods": [{"name": m, "options": opts.get(m, {})} for m in FIGURE2_METHODS],
+            "noise": {"sigma": s.noise_sigma, "seed": 0}, "target": "label",
+            "metrics": ["morf", "lerf", "ssim"]}
+
+
 def figure2(ckpt: str, s: Settings, out: Path, device: str,
             data_dir: str | None) -> tuple[dict[str, Any], Path]:
     """Figure 2 on one model for the first ``s.fig2_images`` test images: the numbers of
-    :func:`noise_consistency` for FG, IG and DGA plus the predictions on both inputs, cached
-    in ``out/figure2.json`` (maps in ``out/maps.pt``); returns them and the PNG grid."""
+    :func:`noise_consistency` for FG, IG and DGA plus the predictions on both inputs, kept as
+    artefacts of the store ``out/results.sqlite`` under the content key :func:`figure2_key`
+    (numbers as JSON, maps as tensors), so a later call with the same settings reuses them and
+    changed settings compute anew; returns them and the PNG grid (redrawn when computed)."""
     from ...data import load_dataset
     from ...methods import get as get_method
     from ...models import load_checkpoint
     from ...viz import denormalize, plot_grid
+    from ..planner import content_key, model_fingerprint
+    from ..store import ResultStore
 
-    key = {"checkpoint": ckpt, "images": s.fig2_images, "sigma": s.noise_sigma, "seed": 0,
-           "methods": list(FIGURE2_METHODS), "options": method_options(s.n_steps)}
-    cache, maps_file, png = out / "figure2.json", out / "maps.pt", out / "figure2.png"
+    png = out / "figure2.png"
     model, meta = load_checkpoint(ckpt)
     model = model.to(device).eval()
     data = load_dataset(meta["dataset"], "test", data_dir)
     x, y = data.tensors(torch.arange(min(s.fig2_images, len(data))))
-    saved = json.loads(cache.read_text()) if cache.exists() else None
-    if saved and saved.get("key") == json.loads(json.dumps(key)) and maps_file.exists():
-        res = saved
-        maps = torch.load(maps_file, weights_only=True)
-    else:
-        x_noisy = add_pixel_noise(x, s.noise_sigma, meta["std"], seed=0)
-        opts = method_options(s.n_steps)
-        methods = {m: get_method(m, model, **opts.get(m, {})) for m in FIGURE2_METHODS}
-        xd, yd, nd = x.to(device), y.to(device), x_noisy.to(device)
-        scores, pairs = noise_consistency(model, methods, xd, yd, nd)
-        with torch.no_grad():
-            pred = model(xd).argmax(1).tolist()
-            pred_noisy = model(nd).argmax(1).tolist()
-        res = {"key": key, "labels": y.tolist(), "pred_clean": pred, "pred_noisy": pred_noisy,
-               "scores": scores}
-        maps = {"x_noisy": x_noisy}
-        for m, (a, b) in pairs.items():
-            maps[f"{m}_clean"], maps[f"{m}_noisy"] = a, b
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(maps, maps_file)
-        cache.write_text(json.dumps(res, indent=1))
-    if not png.exists():
+    key = content_key(figure2_key(model_fingerprint(model, ckpt), meta["dataset"], s))
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(out / "results.sqlite") as store:
+        res = store.artefact(f"figure2:{key}")
+        maps = store.artefact(f"figure2-maps:{key}") if res is not None else None
+        fresh = res is None or maps is None
+        if fresh:
+            x_noisy = add_pixel_noise(x, s.noise_sigma, meta["std"], seed=0)
+            opts = method_options(s.n_steps)
+            methods = {m: get_method(m, model, **opts.get(m, {})) for m in FIGURE2_METHODS}
+            xd, yd, nd = x.to(device), y.to(device), x_noisy.to(device)
+            scores, pairs = noise_consistency(model, methods, xd, yd, nd)
+            with torch.no_grad():
+                pred = model(xd).argmax(1).tolist()
+                pred_noisy = model(nd).argmax(1).tolist()
+            res = {"key": key, "labels": y.tolist(), "pred_clean": pred,
+                   "pred_noisy": pred_noisy, "scores": scores}
+            maps = {"x_noisy": x_noisy}
+            for m, (a, b) in pairs.items():
+                maps[f"{m}_clean"], maps[f"{m}_noisy"] = a, b
+            store.put_artefact(f"figure2-maps:{key}", maps)
+            store.put_artefact(f"figure2:{key}", res, kind="json")
+    if fresh or not png.exists():
         grid = {}
         for m in FIGURE2_METHODS:
             grid[LABELS[m]] = maps[f"{m}_clean"]
@@ -517,6 +534,7 @@ __all__ = [
     "cell",
     "evaluated_images",
     "figure2",
+    "figure2_key",
     "figure5",
     "label_summary",
     "method_options",
