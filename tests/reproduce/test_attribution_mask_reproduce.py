@@ -104,3 +104,24 @@ def test_cli_reproduce_errors(capsys):
     assert "unknown --option bogus" in capsys.readouterr().err
     assert cli.main(["reproduce", "attribution-mask", "--limit", "0"]) == 2
     assert "--limit must be positive" in capsys.readouterr().err
+
+
+def test_student_result_is_a_store_artefact_named_by_content(real_data_dir, tmp_path,
+                                                             monkeypatch):
+    """Table 4's accuracies are kept in the folder's store under a content key: the same
+    settings reuse them, a changed setting (here the mask's iterations) trains anew."""
+    from attrlab.experiments.reproduce import attribution_mask as am
+
+    kw = dict(epochs=1, subset=16, device="cpu", data_dir=str(real_data_dir), progress=False,
+              test_subset=16)
+    first = am._student(tmp_path, "cifar10_nib_vgg16", 1, **kw)
+    assert not (tmp_path / "student.json").exists()
+    assert (tmp_path / "results.sqlite").is_file()
+    calls = []
+    real = am.masked_copy
+    monkeypatch.setattr(am, "masked_copy", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    assert am._student(tmp_path, "cifar10_nib_vgg16", 1, **kw) == first
+    assert calls == []
+    other = am._student(tmp_path, "cifar10_nib_vgg16", 2, **kw)
+    assert calls == [2, 2] and other["key"]["iterations"] == 2
+    assert 0.0 <= other["accuracy_with_mask"] <= 100.0

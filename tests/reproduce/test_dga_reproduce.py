@@ -253,3 +253,31 @@ def test_parse_parts():
     assert dga.parse_parts(None, roar=False) == ("table1", "table2", "figure2")
     assert dga.parse_parts("figure5, table2") == ("table2", "figure5")
     assert dga.parse_parts(["figure5"], roar=False) == ()
+
+
+def test_figure2_is_a_store_artefact_named_by_content(real_data_dir, tmp_path, monkeypatch):
+    """Figure 2's numbers and maps live in the folder's store under a content key: the same
+    settings reuse them (nothing recomputed), other settings compute anew."""
+    from dataclasses import replace
+
+    from attrlab.experiments.store import ResultStore
+
+    s = settings(2, quick=True)
+    out = tmp_path / "f2"
+    res, png = dga.figure2("cifar10_resnet8", s, out, "cpu", str(real_data_dir))
+    assert png.is_file() and not (out / "figure2.json").exists()
+    with ResultStore(out / "results.sqlite") as store:
+        assert store.artefact(f"figure2:{res['key']}") == json.loads(json.dumps(res))
+        maps = store.artefact(f"figure2-maps:{res['key']}")
+    assert set(maps) == {"x_noisy"} | {f"{m}_{k}" for m in dga.FIGURE2_METHODS
+                                        for k in ("clean", "noisy")}
+    calls = []
+    real = dga.noise_consistency
+    monkeypatch.setattr(dga, "noise_consistency",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    again, _ = dga.figure2("cifar10_resnet8", s, out, "cpu", str(real_data_dir))
+    assert calls == [] and again == json.loads(json.dumps(res))
+    other, _ = dga.figure2("cifar10_resnet8", replace(s, noise_sigma=0.1), out, "cpu",
+                           str(real_data_dir))
+    assert calls == [1] and other["key"] != res["key"]
+    assert other["scores"]["ig"]["ssim"] != res["scores"]["ig"]["ssim"]

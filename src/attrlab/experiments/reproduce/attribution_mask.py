@@ -12,11 +12,13 @@
   the same budget.
 
 Every run goes through the resumable :mod:`attrlab.bench` store (student training resumes
-from its ``.partial``), so an interrupted reproduction continues where it stopped.
+from its ``.partial``; Table 4's accuracies are a store artefact named by content), so an
+interrupted reproduction continues where it stopped.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -151,29 +153,43 @@ def masked_copy(teacher: torch.nn.Module, data: NormalizedDataset, iterations: i
 def _student(out: Path, zoo_teacher: str, iterations: int, epochs: int, subset: int | None,
              device: str, data_dir: str | None, progress: bool,
              test_subset: int | None = None) -> dict[str, Any]:
-    """Table 4: student NIB VGG13-6 (width 0.25) with and without the teacher's mask."""
-    import json
+    """Table 4: student NIB VGG13-6 (width 0.25) with and without the teacher's mask.
+
+    The result is an artefact of the store ``out/results.sqlite`` keyed by content (the
+    teacher's fingerprint, the mask's method and iterations, the data set and its subsets,
+    the student's architecture, recipe and seed), so a resumed call reuses it and a changed
+    setting trains anew."""
+    from dataclasses import asdict
 
     from ...data import load_dataset
     from ...models import build, load_checkpoint
     from .. import train as T
+    from ..planner import canonical, content_key, model_fingerprint
+    from ..store import ResultStore
 
-    result_file = out / "student.json"
     key = {"teacher": zoo_teacher, "iterations": iterations, "epochs": epochs, "subset": subset,
            "test_subset": test_subset}
-    if result_file.exists():
-        saved = json.loads(result_file.read_text())
-        if saved.get("key") == key:
-            return saved
     teacher, meta = load_checkpoint(zoo_teacher)
+    recipe = T.PRESETS["paper01"].with_epochs(epochs)
+    arch = {"name": "nib_vgg", "depth": "13-6", "num_classes": 10, "in_channels": 3,
+            "input_size": 32, "width": 0.25}
+    spec = {"kind": "table4_student", "teacher": model_fingerprint(teacher, zoo_teacher),
+            "mask": {"method": "gxsi", "iterations": iterations, "target": "label"},
+            "data": {"dataset": meta["dataset"], "train_subset": subset,
+                     "test_subset": test_subset},
+            "student": arch, "recipe": canonical(json.loads(json.dumps(asdict(recipe)))),
+            "seed": 0}
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(out / "results.sqlite") as store:
+        saved = store.artefact(spec)
+    if saved is not None:
+        return saved
     train, test = (load_dataset(meta["dataset"], s, data_dir) for s in ("train", "test"))
     if subset:
         train = NormalizedDataset(train.images[:subset], train.labels[:subset], train.info)
     if test_subset:
         test = NormalizedDataset(test.images[:test_subset], test.labels[:test_subset], test.info)
-    recipe = T.PRESETS["paper01"].with_epochs(epochs)
-    arch = {"name": "nib_vgg", "depth": "13-6", "num_classes": 10, "in_channels": 3,
-            "input_size": 32, "width": 0.25}
+    tag_key = content_key(spec)[:12]
     res: dict[str, Any] = {"key": key, "student": "NIB VGG13-6 (width 0.25)"}
     for tag in ("without", "with"):
         tr, te = train, test
@@ -182,10 +198,12 @@ def _student(out: Path, zoo_teacher: str, iterations: int, epochs: int, subset: 
                       for d in (train, test))
         torch.manual_seed(0)
         student = build(arch)
-        m = T.fit(student, tr, te, recipe, out / f"student_{tag}_mask.pt", seed=0,
+        # the checkpoint (and its resumable .partial) is named by the settings too
+        m = T.fit(student, tr, te, recipe, out / f"student_{tag}_mask_{tag_key}.pt", seed=0,
                   progress=progress, device=device)
         res[f"accuracy_{tag}_mask"] = 100.0 * m["test_accuracy"]
-    result_file.write_text(json.dumps(res, indent=2))
+    with ResultStore(out / "results.sqlite") as store:
+        store.put_artefact(spec, res, kind="json")
     return res
 
 

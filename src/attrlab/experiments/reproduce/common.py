@@ -1,15 +1,19 @@
 """Shared pieces of the paper reproductions: benchmark runs through the resumable
-:mod:`attrlab.bench` store, per-method means of scores and curves, Markdown tables with the
-paper's figures beside ours, and the report files (``REPORT.md``, ``results.json``)."""
+:mod:`attrlab.bench` store, per-method means of scores and curves, Markdown tables and cells
+with the paper's figures beside ours, option parsing (``only``, fractions such as ``q_values``)
+and the report files (``REPORT.md``, ``results.json``)."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from ..bench import BenchConfig, run
 from ..store import ResultStore
@@ -64,6 +68,68 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def pct(fraction: float) -> str:
+    """The key of a fraction in the results: its rounded percentage (``"60"`` for 0.6)."""
+    return f"{round(100 * fraction)}"
+
+
+def cell(ours: float | None, paper: float | None = None, digits: int = 3,
+         bold: bool = False) -> str:
+    """A table cell: our value (bold if ``bold``), the paper's in brackets when given."""
+    text = fmt(ours, digits)
+    if bold and text != "-":
+        text = f"**{text}**"
+    return text if paper is None else f"{text} ({fmt(paper, digits)})"
+
+
+def label_summary(labels: Tensor, classes: Sequence[str]) -> str:
+    """How the images of ``labels`` spread over the classes, for the report."""
+    counts = torch.bincount(torch.as_tensor(labels).long().flatten(), minlength=len(classes))
+    present = [(classes[c], int(k)) for c, k in enumerate(counts.tolist()) if k]
+    if len(present) == len(classes):
+        return (f"all {len(classes)} classes, {int(counts.min())} to {int(counts.max())} "
+                "images each")
+    return "only " + ", ".join(f"{name} ({k})" for name, k in present)
+
+
+def best_method(values: Mapping[str, float], higher_is_better: bool) -> str | None:
+    """The key with the best finite value (first one on ties); None if there is none."""
+    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
+    if not finite:
+        return None
+    pick = max if higher_is_better else min
+    return pick(finite, key=lambda k: finite[k])
+
+
+def select_parts(only: Sequence[str] | str | None, parts: Sequence[str]) -> tuple[str, ...]:
+    """The experiments to run, in the order of ``parts``: ``only`` (names among ``parts``, a
+    sequence or a comma-separated string; None: all)."""
+    if only is None:
+        chosen = list(parts)
+    else:
+        chosen = [p.strip() for p in only.split(",")] if isinstance(only, str) else list(only)
+        unknown = [p for p in chosen if p not in parts]
+        if not chosen or unknown:
+            raise ValueError(f"only must name experiments among {', '.join(parts)}, got "
+                             f"{only!r}")
+    return tuple(p for p in parts if p in chosen)
+
+
+def parse_q_values(q_values: Sequence[float] | str) -> tuple[float, ...]:
+    """Table 2's q as fractions in (0, 1], from a number, a sequence or a string such as
+    ``"0.1,0.5"``."""
+    if isinstance(q_values, (int, float)) and not isinstance(q_values, bool):
+        q_values = [q_values]  # --option q_values=0.5 arrives as a number
+    qs = q_values.split(",") if isinstance(q_values, str) else q_values
+    try:
+        qs = tuple(float(q) for q in qs)
+    except (TypeError, ValueError):
+        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}") from None
+    if not qs or not all(0 < q <= 1 for q in qs):
+        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}")
+    return qs
+
+
 def plot_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path,
                title: str, xlabel: str, ylabel: str) -> Path:
     """One line per entry of ``series`` (label -> (x, y)), saved as a PNG."""
@@ -98,12 +164,18 @@ def write_report(out: Path, title: str, sections: Sequence[str], results: dict[s
 __all__ = [
     "BenchConfig",
     "bench",
+    "best_method",
+    "cell",
     "fmt",
+    "label_summary",
     "markdown_table",
     "mean_curves",
     "mean_sem",
     "method_means",
+    "parse_q_values",
+    "pct",
     "plot_lines",
     "replace",
+    "select_parts",
     "write_report",
 ]

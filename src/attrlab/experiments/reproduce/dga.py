@@ -28,7 +28,7 @@ DGA spends. ``quick=True`` shrinks everything (see :func:`settings`) to check th
 Every experiment is resumable: Table 1 is an :mod:`attrlab.bench` run per model, Table 2 a
 result store per model that shares each batch's maps over the q values and the masked
 forward passes over the methods (:func:`table2`), ROAR stores its runs in its store and
-Figure 2 caches its numbers and maps, so a second call recomputes nothing and an interrupted
+Figure 2 keeps its numbers and maps as store artefacts named by content, so a second call recomputes nothing and an interrupted
 one continues. ``results.json`` accumulates over calls (:func:`reproduce`): ``only`` runs some
 experiments, ``q_values`` some columns of Table 2, and the report shows everything measured
 in the folder so far.
@@ -37,7 +37,6 @@ in the folder so far.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -45,73 +44,49 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
 
 from .common import (
     BenchConfig,
     bench,
-    fmt,
-    markdown_table,
+    best_method,
+    cell,
+    label_summary,
     mean_curves,
-    mean_sem,
     method_means,
+    parse_q_values,
+    pct,
     plot_lines,
+    select_parts,
     write_report,
 )
-
-METHODS = ("gxi", "gbp", "ig", "fullgrad", "guided_ig", "dga")
-METRIC_LABELS = {"morf": "MoRF", "lerf": "LeRF"}
-LABELS = {"gxi": "G*I", "gbp": "GBP", "ig": "IG", "fullgrad": "FG", "guided_ig": "GIG",
-          "dga": "DGA", "random": "random", "baseline": "no removal"}
-FIGURE2_METHODS = ("fullgrad", "ig", "dga")
-Q_VALUES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-ROAR_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
-ROAR_MODEL = "cifar10_resnet8"
-TABLE2_MODELS = ("cifar10_resnet8",)   # our counterpart of the paper's ResNet-18
-ROAR_TRAIN = 5000     # training images of each ROAR retraining (paper: all 50k)
-ROAR_EPOCHS = 5       # epochs of each ROAR retraining (paper: 100)
-NOISE_SIGMA = 0.02    # Figure 2: std of the Gaussian noise in [0, 1] pixel units (~5/255)
-DGA_N, DGA_Q = 30, 0.9
-
-# The paper's model that each of our checkpoints stands in for, and how they differ.
-PAPER_MODEL = {"cifar10_resnet8": "ResNet-18", "cifar10_nib_vgg16": "VGG-16"}
-MODEL_NOTES = {
-    "cifar10_resnet8": "ResNet8 (width 32) on CIFAR-10, 32x32 inputs; stands in for the "
-                       "paper's ImageNet ResNet-18 (224x224).",
-    "cifar10_nib_vgg16": "VGG16 at width 0.25 on CIFAR-10 without any bias (NIB: no layer "
-                         "biases, bias-free BatchNorm); stands in for the paper's ImageNet "
-                         "VGG-16. Without biases FG's bias-gradient terms vanish (FG = the "
-                         "normalised |G*I|), DGA's local UFG map equals G*I and IG from the "
-                         "zero baseline equals G*I on this positively homogeneous network.",
-    "mnist_cnn": "small CNN on MNIST (28x28, one channel); the paper has no counterpart "
-                 "(its third model is an ImageNet Inception-v3).",
-}
-
-# Paper 04, Table 1 (ImageNet validation set, 50k images): AUC of the pixel perturbation
-# curves, columns G*I, GBP, IG, FG, GIG, DGA. LeRF: higher is better; MoRF: lower is better.
-PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {
-    "lerf": {"VGG-16": dict(zip(METHODS, (0.078, 0.113, 0.096, 0.415, 0.110, 0.434))),
-             "ResNet-18": dict(zip(METHODS, (0.114, 0.145, 0.158, 0.448, 0.185, 0.533))),
-             "Inception-V3": dict(zip(METHODS, (0.171, 0.162, 0.243, 0.558, 0.255, 0.691)))},
-    "morf": {"VGG-16": dict(zip(METHODS, (0.045, 0.094, 0.036, 0.110, 0.029, 0.023))),
-             "ResNet-18": dict(zip(METHODS, (0.050, 0.124, 0.038, 0.131, 0.029, 0.019))),
-             "Inception-V3": dict(zip(METHODS, (0.105, 0.145, 0.066, 0.175, 0.061, 0.041)))},
-}
-# Paper 04, Table 2 (ResNet-18, ImageNet): Sensitivity-n correlation at q = 10, 20, ..., 90 %
-# (the table's caption did not survive in our copy; section 4.2 describes it).
-PAPER_TABLE2: dict[str, tuple[float, ...]] = {
-    "gxi": (-0.006, -0.009, -0.009, -0.013, -0.007, -0.014, -0.016, -0.022, -0.037),
-    "gbp": (0.022, 0.032, 0.025, 0.024, 0.022, 0.027, 0.024, 0.024, 0.020),
-    "ig": (0.013, 0.022, 0.020, 0.027, 0.032, 0.037, 0.039, 0.047, 0.067),
-    "guided_ig": (0.006, 0.007, 0.004, 0.002, 0.003, 0.002, 0.002, 0.002, -0.001),
-    "fullgrad": (-0.045, -0.017, -0.005, 0.001, 0.003, 0.003, 0.008, 0.008, 0.004),
-    "dga": (0.095, 0.096, 0.101, 0.098, 0.095, 0.089, 0.083, 0.080, 0.079),
-}
-# Paper 04, Figure 5 is a plot without numbers; section 4.3 states its conclusion.
-PAPER_FIGURE5_TEXT = ("paper (section 4.3, Figure 5; simple CNN with 6 conv + 3 linear layers, "
-                      "50k training images, Adam lr 3e-4, 100 epochs, 10 trials): \"the model "
-                      "trained on the modified dataset with DGA steeply decreases the test "
-                      "accuracy even with 10% removed\"; lower accuracy is better.")
+from .dga_paper import (  # noqa: F401 (re-exported: dga.METHODS etc.)
+    DGA_N,
+    DGA_Q,
+    FIGURE2_METHODS,
+    LABELS,
+    METHODS,
+    METRIC_LABELS,
+    MODEL_NOTES,
+    NOISE_SIGMA,
+    PAPER_FIGURE5_TEXT,
+    PAPER_MODEL,
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    Q_VALUES,
+    ROAR_EPOCHS,
+    ROAR_FRACTIONS,
+    ROAR_MODEL,
+    ROAR_TRAIN,
+    TABLE2_MODELS,
+)
+from .dga_report import (
+    _calls_text,
+    _figure2_section,
+    _figure5_section,
+    _table1_section,
+    _table2_section,
+)
+from .noise import add_pixel_noise, noise_consistency
 
 
 @dataclass(frozen=True)
@@ -152,84 +127,6 @@ def method_options(n_steps: int) -> dict[str, dict[str, Any]]:
     return {"ig": {"n_steps": n_steps, "internal_batch_size": 512},
             "guided_ig": {"n_steps": n_steps, "fraction": 0.25, "max_dist": 0.02},
             "dga": {"n_steps": n_steps, "q": DGA_Q}}
-
-
-# ------------------------------------------------------------------------------------------
-# pure helpers
-# ------------------------------------------------------------------------------------------
-
-
-def pct(fraction: float) -> str:
-    """The key of a fraction in the results: its rounded percentage (``"60"`` for 0.6)."""
-    return f"{round(100 * fraction)}"
-
-
-def cell(ours: float | None, paper: float | None = None, digits: int = 3,
-         bold: bool = False) -> str:
-    """A table cell: our value (bold if ``bold``), the paper's in brackets when given."""
-    text = fmt(ours, digits)
-    if bold and text != "-":
-        text = f"**{text}**"
-    return text if paper is None else f"{text} ({fmt(paper, digits)})"
-
-
-def label_summary(labels: Tensor, classes: Sequence[str]) -> str:
-    """How the images of ``labels`` spread over the classes, for the report."""
-    counts = torch.bincount(torch.as_tensor(labels).long().flatten(), minlength=len(classes))
-    present = [(classes[c], int(k)) for c, k in enumerate(counts.tolist()) if k]
-    if len(present) == len(classes):
-        return (f"all {len(classes)} classes, {int(counts.min())} to {int(counts.max())} "
-                "images each")
-    return "only " + ", ".join(f"{name} ({k})" for name, k in present)
-
-
-def best_method(values: Mapping[str, float], higher_is_better: bool) -> str | None:
-    """The key with the best finite value (first one on ties); None if there is none."""
-    finite = {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
-    if not finite:
-        return None
-    pick = max if higher_is_better else min
-    return pick(finite, key=lambda k: finite[k])
-
-
-def add_pixel_noise(x: Tensor, sigma: float, std: Sequence[float], seed: int = 0) -> Tensor:
-    """``x`` (normalised (N, C, H, W) images) plus Gaussian noise of standard deviation
-    ``sigma`` in [0, 1] pixel units, i.e. ``sigma / std_c`` in channel c of the normalised
-    input (paper 04, section 3.1: x' = x + eps, eps ~ N(0, sigma I)); drawn from a CPU
-    generator seeded with ``seed``. Not clipped."""
-    if not sigma >= 0:
-        raise ValueError(f"sigma must be non-negative, got {sigma!r}")
-    gen = torch.Generator().manual_seed(seed)
-    eps = torch.randn(x.shape, generator=gen, dtype=x.dtype)
-    scale = torch.as_tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
-    return x + (sigma * eps / scale).to(x.device)
-
-
-def noise_consistency(model: nn.Module, methods: Mapping[str, Any], x: Tensor, y: Tensor,
-                      x_noisy: Tensor) -> tuple[dict[str, dict[str, list[float]]],
-                                                dict[str, tuple[Tensor, Tensor]]]:
-    """Figure 2's numbers: per method (name -> attribution object), per image, the SSIM of
-    the maps of ``x`` and ``x_noisy`` (:func:`attrlab.metrics.sanity.similarity`: channel sum,
-    max-abs normalisation, 7x7 window) and the MoRF/LeRF AUC (section 4.1) of each map on its
-    own input, explaining ``y`` in both. Also returns the maps (clean, noisy)."""
-    from ...metrics import get as get_metric
-    from ...metrics.randomisation import similarity
-
-    morf, lerf = get_metric("morf"), get_metric("lerf")
-    scores: dict[str, dict[str, list[float]]] = {}
-    maps: dict[str, tuple[Tensor, Tensor]] = {}
-    for name, method in methods.items():
-        a = method.attribute(x, y).detach()
-        b = method.attribute(x_noisy, y).detach()
-        scores[name] = {
-            "ssim": similarity(a, b, "ssim").tolist(),
-            "morf_clean": morf.evaluate(model, x, y, a).tolist(),
-            "morf_noisy": morf.evaluate(model, x_noisy, y, b).tolist(),
-            "lerf_clean": lerf.evaluate(model, x, y, a).tolist(),
-            "lerf_noisy": lerf.evaluate(model, x_noisy, y, b).tolist(),
-        }
-        maps[name] = (a.cpu(), b.cpu())
-    return scores, maps
 
 
 # ------------------------------------------------------------------------------------------
@@ -371,45 +268,62 @@ def figure5(s: Settings, out: Path, device: str, data_dir: str | None,
     return {m: {f: sum(v) / len(v) for f, v in d.items()} for m, d in acc.items()}
 
 
+def figure2_key(fingerprint: Mapping[str, Any], dataset: str, s: Settings) -> dict[str, Any]:
+    """What Figure 2's numbers and maps depend on (their store key, hashed by content): the
+    model (:func:`attrlab.experiments.planner.model_fingerprint`), the images (data set, test
+    split, the first ``s.fig2_images``), the methods with their options, the noise (sigma,
+    seed) and the MoRF/LeRF metrics (their default options)."""
+    opts = method_options(s.n_steps)
+    return {"kind": "figure2", "model": dict(fingerprint),
+            "data": {"dataset": dataset, "split": "test"},
+            "samples": list(range(s.fig2_images)),
+            "methods": [{"name": m, "options": opts.get(m, {})} for m in FIGURE2_METHODS],
+            "noise": {"sigma": s.noise_sigma, "seed": 0}, "target": "label",
+            "metrics": ["morf", "lerf", "ssim"]}
+
+
 def figure2(ckpt: str, s: Settings, out: Path, device: str,
             data_dir: str | None) -> tuple[dict[str, Any], Path]:
     """Figure 2 on one model for the first ``s.fig2_images`` test images: the numbers of
-    :func:`noise_consistency` for FG, IG and DGA plus the predictions on both inputs, cached
-    in ``out/figure2.json`` (maps in ``out/maps.pt``); returns them and the PNG grid."""
+    :func:`noise_consistency` for FG, IG and DGA plus the predictions on both inputs, kept as
+    artefacts of the store ``out/results.sqlite`` under the content key :func:`figure2_key`
+    (numbers as JSON, maps as tensors), so a later call with the same settings reuses them and
+    changed settings compute anew; returns them and the PNG grid (redrawn when computed)."""
     from ...data import load_dataset
     from ...methods import get as get_method
     from ...models import load_checkpoint
     from ...viz import denormalize, plot_grid
+    from ..planner import content_key, model_fingerprint
+    from ..store import ResultStore
 
-    key = {"checkpoint": ckpt, "images": s.fig2_images, "sigma": s.noise_sigma, "seed": 0,
-           "methods": list(FIGURE2_METHODS), "options": method_options(s.n_steps)}
-    cache, maps_file, png = out / "figure2.json", out / "maps.pt", out / "figure2.png"
+    png = out / "figure2.png"
     model, meta = load_checkpoint(ckpt)
     model = model.to(device).eval()
     data = load_dataset(meta["dataset"], "test", data_dir)
     x, y = data.tensors(torch.arange(min(s.fig2_images, len(data))))
-    saved = json.loads(cache.read_text()) if cache.exists() else None
-    if saved and saved.get("key") == json.loads(json.dumps(key)) and maps_file.exists():
-        res = saved
-        maps = torch.load(maps_file, weights_only=True)
-    else:
-        x_noisy = add_pixel_noise(x, s.noise_sigma, meta["std"], seed=0)
-        opts = method_options(s.n_steps)
-        methods = {m: get_method(m, model, **opts.get(m, {})) for m in FIGURE2_METHODS}
-        xd, yd, nd = x.to(device), y.to(device), x_noisy.to(device)
-        scores, pairs = noise_consistency(model, methods, xd, yd, nd)
-        with torch.no_grad():
-            pred = model(xd).argmax(1).tolist()
-            pred_noisy = model(nd).argmax(1).tolist()
-        res = {"key": key, "labels": y.tolist(), "pred_clean": pred, "pred_noisy": pred_noisy,
-               "scores": scores}
-        maps = {"x_noisy": x_noisy}
-        for m, (a, b) in pairs.items():
-            maps[f"{m}_clean"], maps[f"{m}_noisy"] = a, b
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save(maps, maps_file)
-        cache.write_text(json.dumps(res, indent=1))
-    if not png.exists():
+    key = content_key(figure2_key(model_fingerprint(model, ckpt), meta["dataset"], s))
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(out / "results.sqlite") as store:
+        res = store.artefact(f"figure2:{key}")
+        maps = store.artefact(f"figure2-maps:{key}") if res is not None else None
+        fresh = res is None or maps is None
+        if fresh:
+            x_noisy = add_pixel_noise(x, s.noise_sigma, meta["std"], seed=0)
+            opts = method_options(s.n_steps)
+            methods = {m: get_method(m, model, **opts.get(m, {})) for m in FIGURE2_METHODS}
+            xd, yd, nd = x.to(device), y.to(device), x_noisy.to(device)
+            scores, pairs = noise_consistency(model, methods, xd, yd, nd)
+            with torch.no_grad():
+                pred = model(xd).argmax(1).tolist()
+                pred_noisy = model(nd).argmax(1).tolist()
+            res = {"key": key, "labels": y.tolist(), "pred_clean": pred,
+                   "pred_noisy": pred_noisy, "scores": scores}
+            maps = {"x_noisy": x_noisy}
+            for m, (a, b) in pairs.items():
+                maps[f"{m}_clean"], maps[f"{m}_noisy"] = a, b
+            store.put_artefact(f"figure2-maps:{key}", maps)
+            store.put_artefact(f"figure2:{key}", res, kind="json")
+    if fresh or not png.exists():
         grid = {}
         for m in FIGURE2_METHODS:
             grid[LABELS[m]] = maps[f"{m}_clean"]
@@ -422,119 +336,6 @@ def figure2(ckpt: str, s: Settings, out: Path, device: str,
                   title=f"{ckpt}: maps of x and x + N(0, {s.noise_sigma}^2) "
                         "(rows: true / pred, pred noisy)")
     return res, png
-
-
-# ------------------------------------------------------------------------------------------
-# report sections
-# ------------------------------------------------------------------------------------------
-
-
-def _table1_section(t1: dict[str, dict[str, Any]], plots: dict[str, str]) -> str:
-    head = ["model (paper's)", "metric"] + [LABELS[m] for m in METHODS]
-    rows, wins = [], []
-    for ckpt, res in t1.items():
-        paper_model = PAPER_MODEL.get(ckpt)
-        for k, better in (("lerf", True), ("morf", False)):
-            means = {m: res[k].get(m, (math.nan, math.nan))[0] for m in METHODS}
-            paper = PAPER_TABLE1[k].get(paper_model or "", {})
-            best = best_method(means, better)
-            wins.append(f"{ckpt} {METRIC_LABELS[k]}: {LABELS[best] if best else '-'}")
-            arrow = "higher" if better else "lower"
-            rows.append([f"{ckpt} ({paper_model or 'none'})",
-                         f"{METRIC_LABELS[k]} ({arrow} better)"]
-                        + [cell(means[m], paper.get(m), bold=m == best) for m in METHODS])
-    text = ("### Table 1: pixel perturbation, MoRF and LeRF AUC (section 4.1)\n\n"
-            "Mean AUC over the test images; ours (paper's in brackets, ImageNet), our best per "
-            "row in bold. The paper finds DGA best in every row. Best here: "
-            + "; ".join(wins) + ".\n\n" + markdown_table(head, rows))
-    if plots:
-        text += "\n\n" + "\n".join(f"![{name}]({png})" for name, png in plots.items())
-    return text
-
-
-def _table2_section(t2: dict[str, dict[str, dict[str, tuple[float, float]]]],
-                    s: Settings, plots: dict[str, str]) -> str:
-    cols = [pct(q) for q in s.q_values]
-    parts = [("### Table 2: Sensitivity-n, 14x14 patch masks (section 4.2)\n\n"
-             f"Mean Pearson correlation over the test images of the attribution sum of the "
-             f"removed patches and the drop of the target logit, {s.n_subsets} random masks "
-             f"per image removing q % of the 14x14 patches (set to zero); ours (paper's "
-             "ResNet-18 in brackets), our best per column in bold. The paper finds DGA best "
-             "at every q.")]
-    if not t2:
-        parts.append(f"Not run: Table 2 is reported for {', '.join(TABLE2_MODELS)} (the "
-                     "paper's ResNet-18) only, which is not among the models.")
-    for ckpt, res in t2.items():
-        best = {c: best_method({m: res[m].get(c, (math.nan,))[0] for m in METHODS}, True)
-                for c in cols}
-        rows = []
-        for m in METHODS:
-            paper = dict(zip(map(pct, Q_VALUES), PAPER_TABLE2[m]))
-            rows.append([LABELS[m]] + [cell(res[m].get(c, (math.nan,))[0], paper.get(c),
-                                            bold=best[c] == m) for c in cols])
-        parts.append(f"{ckpt}:\n\n" + markdown_table(["method"] + [f"q={c}%" for c in cols],
-                                                      rows))
-        if ckpt in plots:
-            parts.append(f"![Table 2, {ckpt}]({plots[ckpt]})")
-    return "\n\n".join(parts)
-
-
-def _figure5_section(f5: dict[str, dict[str, float]], s: Settings, png: str) -> str:
-    cols = [pct(f) for f in s.roar_fractions]
-    methods = [m for m in f5 if m != "baseline"]
-    best = {c: best_method({m: f5[m].get(c, math.nan) for m in methods if m != "random"},
-                           higher_is_better=False) for c in cols}
-    rows = [[LABELS.get(m, m)] + [cell(f5[m].get(c), digits=1, bold=best[c] == m)
-                                  for c in cols] for m in methods]
-    base = f5.get("baseline", {}).get("0")
-    noise = ""
-    if base is not None and s.roar_test > 0:
-        p = base / 100
-        se = 100 * math.sqrt(p * (1 - p) / s.roar_test)
-        noise = (f" Noise: with {s.roar_test} test images the test sampling alone gives an "
-                 f"accuracy near the baseline a binomial standard error of about {se:.1f} "
-                 f"points, so differences below about {2 * se:.0f} points are within noise; "
-                 "the spread over training seeds (one seed here) comes on top.")
-    wins = "; ".join(f"{c} %: {LABELS.get(best[c], '-')}" for c in cols)
-    return ("### Figure 5: ROAR on the ResNet8 (section 4.3)\n\n"
-            f"Test accuracy (%) of a ResNet8 retrained from scratch on CIFAR-10 images whose "
-            f"top-k % pixels (channel-summed attribution of the shipped ResNet8, true label) "
-            f"are replaced by the image's channel mean, tested on the same removal; lower is "
-            f"better, the lowest per column (random excluded) in bold: {wins}. Reduced "
-            f"budget: first {s.roar_train} training and {s.roar_test} test images "
-            f"(the loader deals the classes out in turn), {s.roar_epochs} epoch(s), Adam lr "
-            f"3e-4, batch 128, one seed; no removal: {fmt(base)} %. Our retrained model is "
-            f"the ResNet8, not the paper's 6-conv + "
-            f"3-linear CNN.{noise} " + PAPER_FIGURE5_TEXT + "\n\n"
-            + markdown_table(["method"] + [f"{c}%" for c in cols], rows)
-            + f"\n\n![Figure 5]({png})")
-
-
-def _figure2_section(f2: dict[str, dict[str, Any]], s: Settings,
-                     pngs: dict[str, str]) -> str:
-    parts = [("### Figure 2: maps under Gaussian input noise (section 3.1)\n\n"
-             f"First {s.fig2_images} test images x and x + eps, eps ~ N(0, sigma^2) per pixel "
-             f"and channel with sigma = {s.noise_sigma} in [0, 1] pixel units (the paper does "
-             "not give its sigma); the maps explain the true label in both. SSIM between the "
-             "two maps (channel sum, max-abs normalised, 7x7 window; 1 = identical) and the "
-             "MoRF / LeRF AUC of each map on its own input, means over the images. The paper "
-             "shows FG's map changing under the noise while IG's and DGA's stay consistent, "
-             "and FG's pixel perturbation scores getting worse.")]
-    head = ["method", "SSIM (clean vs noisy)", "MoRF clean", "MoRF noisy", "LeRF clean",
-            "LeRF noisy"]
-    for ckpt, res in f2.items():
-        rows = []
-        for m in FIGURE2_METHODS:
-            sc = res["scores"][m]
-            m_ssim, se = mean_sem(sc["ssim"])
-            rows.append([LABELS[m], f"{fmt(m_ssim, 3)} ± {fmt(se, 3)}"]
-                        + [fmt(mean_sem(sc[k])[0], 3) for k in
-                           ("morf_clean", "morf_noisy", "lerf_clean", "lerf_noisy")])
-        same = sum(p == q for p, q in zip(res["pred_clean"], res["pred_noisy"]))
-        parts.append(f"{ckpt} (prediction unchanged by the noise on {same} of "
-                     f"{len(res['pred_clean'])} images):\n\n" + markdown_table(head, rows)
-                     + f"\n\n![Figure 2, {ckpt}]({pngs[ckpt]})")
-    return "\n\n".join(parts)
 
 
 # ------------------------------------------------------------------------------------------
@@ -563,30 +364,7 @@ PARTS = ("table1", "table2", "figure2", "figure5")
 def parse_parts(only: Sequence[str] | str | None, roar: bool = True) -> tuple[str, ...]:
     """The experiments to run: ``only`` (names of :data:`PARTS`, a sequence or a
     comma-separated string; None: all), without ``figure5`` when ``roar`` is False."""
-    if only is None:
-        parts = list(PARTS)
-    else:
-        parts = [p.strip() for p in only.split(",")] if isinstance(only, str) else list(only)
-        unknown = [p for p in parts if p not in PARTS]
-        if not parts or unknown:
-            raise ValueError(f"only must name experiments among {', '.join(PARTS)}, got "
-                             f"{only!r}")
-    return tuple(p for p in PARTS if p in parts and (roar or p != "figure5"))
-
-
-def parse_q_values(q_values: Sequence[float] | str) -> tuple[float, ...]:
-    """Table 2's q as fractions in (0, 1], from a number, a sequence or a string such as
-    ``"0.1,0.5"``."""
-    if isinstance(q_values, (int, float)) and not isinstance(q_values, bool):
-        q_values = [q_values]  # --option q_values=0.5 arrives as a number
-    qs = q_values.split(",") if isinstance(q_values, str) else q_values
-    try:
-        qs = tuple(float(q) for q in qs)
-    except (TypeError, ValueError):
-        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}") from None
-    if not qs or not all(0 < q <= 1 for q in qs):
-        raise ValueError(f"q_values must be numbers in (0, 1], got {q_values!r}")
-    return qs
+    return tuple(p for p in select_parts(only, PARTS) if roar or p != "figure5")
 
 
 def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
@@ -610,20 +388,6 @@ def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
                                          if "table2" in present else None),
                             "finished": "time not recorded", "torch": "not recorded"}]
     return record
-
-
-def _calls_text(calls: Sequence[Mapping[str, Any]]) -> str:
-    """The report's line on which calls made the numbers (``results.json``'s ``calls``)."""
-    if not calls:
-        return "Made by calls that recorded no details."
-    items = []
-    for c in calls:
-        what = ", ".join(p if p != "table2" or not c.get("q_values") else
-                         "table2 (q = " + "/".join(map(pct, c["q_values"]))
-                         + " %)" for p in c["parts"])
-        items.append(f"{what} on {c['device']} ({c['finished']}, torch {c['torch']})")
-    return "Made by these calls, in order (a later one replaces what it recomputes): " + \
-        "; ".join(items) + "."
 
 
 def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu", data_dir: str | None = None,
@@ -770,6 +534,7 @@ __all__ = [
     "cell",
     "evaluated_images",
     "figure2",
+    "figure2_key",
     "figure5",
     "label_summary",
     "method_options",
