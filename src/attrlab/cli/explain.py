@@ -106,8 +106,8 @@ def add_explain_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
     m.add_argument("--method-arg", action="append", metavar="METHOD.KEY=VALUE",
                    help="a method option, repeatable (e.g. ig.n_steps=16, "
                    "gradcam.layer=features.10, smoothgrad.base=gxi, saliency.abs=false, "
-                   "ig.baselines=0); constructor or attribute() option, found from the "
-                   "method's signatures; 'none' means None")
+                   "ig.baselines=0): a declared option of the method (or a constructor "
+                   "parameter such as gradcam.layer); 'none' means None")
     i = e.add_argument_group("inputs (image files, or data-set samples)")
     i.add_argument("--images", nargs="+", metavar="FILE",
                    help="PNG/JPEG files, converted to the model's channels (L or RGB), resized "
