@@ -8,7 +8,8 @@ from PIL import Image
 from attrlab import methods, viz
 from attrlab.cli import main
 from attrlab.cli.common import parse_method_args
-from attrlab.experiments.explain import NPZ_FIXED, default_baselines, load_samples
+from attrlab.experiments.explain import NPZ_FIXED, load_samples
+from attrlab.experiments.fitting import reference_data
 from attrlab.methods.options import check_options
 from attrlab.models.loading import IMAGENET_MEAN, IMAGENET_STD, load_model
 
@@ -203,14 +204,20 @@ def test_check_options_by_declaration():
 
 def test_deepshap_default_baselines():
     x, _, _ = load_samples("digits", [0, 1])
-    _, meta = load_model()
-    b, what = default_baselines(x, meta, "digits")
+    model, meta = load_model()
+
+    def fitted(data):
+        return methods.get("deepshap", model).fit(data).state_dict()["baselines"]
+
+    data, what = reference_data(x, meta, "digits")
+    b = fitted(data)
     assert b.shape == (16, 1, 8, 8) and "train" in what
     from attrlab.data import load_dataset
 
     train_x, _ = load_dataset("digits", "train").tensors()
     assert all(any(torch.equal(row, t) for t in train_x) for row in b)
-    b, what = default_baselines(x, meta, None)
+    data, what = reference_data(x, meta, None)
+    b = fitted(data)
     assert b.shape == (16, 1, 8, 8) and "noise" in what
     pixels = b * DIGITS_STD + DIGITS_MEAN
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5 and pixels.std() > 0.2

@@ -13,7 +13,7 @@ Everything the command does is available from Python::
 Defaults of methods that need data:
 
 * ``deepshap`` needs a batch of baselines. Unless ``--method-arg deepshap.baselines=V`` is
-  given, it gets :data:`N_BASELINES` (16) samples drawn (seed 0) from the **train split** of
+  given, it is fitted on 16 samples drawn (seed 0) from the **train split** of
   the data set when one is available (the ``--dataset``, or the checkpoint's data set when
   ``--images`` are explained and that data set can be loaded); otherwise 16 **uniform-noise
   images** (pixels uniform in [0, 1], normalised like the inputs, seed 0).
@@ -34,7 +34,6 @@ from torch import Tensor, nn
 from ..core.checks import one_line
 from .fitting import fit_methods, reference_data
 
-N_BASELINES = 16
 PNG_NAME = "explain.png"
 NPZ_NAME = "attributions.npz"
 # Arrays of attributions.npz that are not methods.
@@ -60,18 +59,6 @@ def load_samples(dataset: str, indices: Sequence[int] | None = None, n: int = 6,
                         f"samples (0..{len(ds) - 1})")
     x, labels = ds.tensors(torch.tensor(list(indices), dtype=torch.long))
     return x, labels, ds.info
-
-
-def default_baselines(x: Tensor, meta: Mapping[str, Any], dataset: str | None = None,
-                      data_dir: str | None = None, n: int = N_BASELINES) -> tuple[Tensor, str]:
-    """DeepSHAP's default reference batch as a tensor: ``n`` samples of the data
-    :func:`~attrlab.experiments.fitting.reference_data` gives (train samples drawn with seed 0,
-    or noise images). Returns ``(baselines, description)``."""
-    data, what = reference_data(x, meta, dataset, data_dir, n_noise=n)
-    if isinstance(data, Tensor):
-        return data, what
-    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
-    return data.tensors(pick)[0], f"{len(pick)} {dataset} train samples"
 
 
 def class_name(meta: Mapping[str, Any], k: int) -> str:
