@@ -140,16 +140,21 @@ def test_reproduce_dga_quick(real_data_dir, tmp_path):
     f2 = res["figure2"]["cifar10_resnet8"]
     assert set(f2["scores"]) == set(dga.FIGURE2_METHODS)
     assert all(len(v) == 2 for sc in f2["scores"].values() for v in sc.values())
-    # pinned: the numbers this quick run gave before the restructure (and still gives)
+    # pinned: the numbers this quick run gave before the restructure (and still gives). Float
+    # rounding differs between CPUs (vector widths), so the pins hold to 1e-5; Guided IG picks
+    # the fraction of features with the smallest gradient at every step, and a near-tie that
+    # rounds the other way moves its curves by up to ~1e-3 (seen: 6e-4 on another Xeon).
+    def pinned(m):
+        return {"abs": 2e-3} if m == "guided_ig" else {"abs": 1e-5}
     for k, row in QUICK_TABLE1.items():
         for m, v in row.items():
-            assert t1[k][m][0] == pytest.approx(v, abs=1e-6), (k, m)
+            assert t1[k][m][0] == pytest.approx(v, **pinned(m)), (k, m)
     for m, row in QUICK_TABLE2.items():
         for q, v in row.items():
-            assert t2[m][q][0] == pytest.approx(v, abs=1e-6), (m, q)
+            assert t2[m][q][0] == pytest.approx(v, **pinned(m)), (m, q)
     assert f5 == QUICK_FIGURE5
     for m, v in QUICK_FIGURE2_SSIM.items():
-        assert f2["scores"][m]["ssim"] == pytest.approx(v, abs=1e-6), m
+        assert f2["scores"][m]["ssim"] == pytest.approx(v, **pinned(m)), m
     for png in res["plots"].values():
         assert (out / png).is_file()
     for sub in ("table1_cifar10_resnet8", "table2_cifar10_resnet8"):
@@ -228,9 +233,15 @@ def test_reproduce_in_parts_accumulates(real_data_dir, tmp_path, monkeypatch):
     assert [(c["parts"], c["q_values"]) for c in res2["calls"]] == [
         (["table2"], [0.1]), (["table1", "table2"], [0.5])]
     assert "table1, table2 (q = 50 %) on cpu" in (out / "REPORT.md").read_text()
-    # a record older than the calls list gets one entry for what it holds
-    old = json.loads((out / "results.json").read_text())
+    # the record lives in the folder's store: a torn results.json export changes nothing
+    assert (out / "record.sqlite").exists()
+    (out / "results.json").write_text('{"settings": ')
+    assert dga.load_record(out, dga.settings(4, True), True)["table2"] == res2["table2"]
+    # a folder from before the record store, whose record predates the calls list, gets one
+    # entry for what it holds
+    old = dict(res2)
     del old["calls"]
+    (out / "record.sqlite").unlink()
     (out / "results.json").write_text(json.dumps(old))
     reproduce(out, only="figure2", **kw)
     calls = json.loads((out / "results.json").read_text())["calls"]
@@ -239,6 +250,11 @@ def test_reproduce_in_parts_accumulates(real_data_dir, tmp_path, monkeypatch):
     # other settings in the same folder are refused before any work
     with pytest.raises(ValueError, match="other settings"):
         reproduce(out, **{**kw, "limit": 3})
+    # a torn results.json in a folder without a record store is named, not a bare JSON error
+    (out / "record.sqlite").unlink()
+    (out / "results.json").write_text('{"settings": ')
+    with pytest.raises(ValueError, match="results.json is not valid JSON"):
+        reproduce(out, **kw)
 
 
 @pytest.mark.parametrize("bad", ["table3", "", ("table1", "roar")])

@@ -1,12 +1,14 @@
 """Shared pieces of the paper reproductions: benchmark runs through the resumable
 :mod:`attrlab.bench` store, per-method means of scores and curves, Markdown tables and cells
 with the paper's figures beside ours, option parsing (``only``, fractions such as ``q_values``)
-and the report files (``REPORT.md``, ``results.json``)."""
+and the report files (``REPORT.md``, ``results.json``) with the record they accumulate in a
+store (``record.sqlite``)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -151,13 +153,49 @@ def plot_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], path:
     return path
 
 
+RECORD_STORE = "record.sqlite"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so that a kill
+    leaves the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_record(out: Path) -> dict[str, Any]:
+    """The record that earlier calls in ``out`` accumulated ({} if none): the ``record``
+    artefact of ``out/record.sqlite`` (written in one transaction by :func:`write_report`).
+    A folder made before that store existed holds only ``results.json``, which is read
+    instead (and kept in the store from the next report on)."""
+    out = Path(out)
+    if (out / RECORD_STORE).exists():
+        with ResultStore(out / RECORD_STORE) as store:
+            record = store.artefact("record")
+        if record is not None:
+            return record
+    legacy = out / "results.json"
+    if not legacy.exists():
+        return {}
+    try:
+        return json.loads(legacy.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{legacy} is not valid JSON ({e}): a torn file from an older "
+                         "attrlab; remove it or use another output folder") from None
+
+
 def write_report(out: Path, title: str, sections: Sequence[str], results: dict[str, Any]) -> Path:
-    """Write ``out/REPORT.md`` (title + sections) and ``out/results.json``; returns the
-    Markdown path."""
+    """Store ``results`` as the folder's record (:func:`load_record`), then write
+    ``out/results.json`` (its export) and ``out/REPORT.md`` (title + sections), each
+    atomically; returns the Markdown path."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    text = json.dumps(results, indent=2, default=str)
+    with ResultStore(out / RECORD_STORE) as store:
+        store.put_artefact("record", json.loads(text), kind="json")
+    atomic_write_text(out / "results.json", text)
     path = out / "REPORT.md"
-    path.write_text(f"# {title}\n\n" + "\n\n".join(sections) + "\n", encoding="utf-8")
+    atomic_write_text(path, f"# {title}\n\n" + "\n\n".join(sections) + "\n")
     return path
 
 
@@ -166,8 +204,10 @@ __all__ = [
     "bench",
     "best_method",
     "cell",
+    "atomic_write_text",
     "fmt",
     "label_summary",
+    "load_record",
     "markdown_table",
     "mean_curves",
     "mean_sem",

@@ -29,7 +29,7 @@ Every experiment is resumable: Table 1 is an :mod:`attrlab.bench` run per model,
 result store per model that shares each batch's maps over the q values and the masked
 forward passes over the methods (:func:`table2`), ROAR stores its runs in its store and
 Figure 2 keeps its numbers and maps as store artefacts named by content, so a second call recomputes nothing and an interrupted
-one continues. ``results.json`` accumulates over calls (:func:`reproduce`): ``only`` runs some
+one continues. The record (``record.sqlite``, exported as ``results.json``) accumulates over calls (:func:`reproduce`): ``only`` runs some
 experiments, ``q_values`` some columns of Table 2, and the report shows everything measured
 in the folder so far.
 """
@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from . import common
 from .common import (
     BenchConfig,
     bench,
@@ -368,17 +369,17 @@ def parse_parts(only: Sequence[str] | str | None, roar: bool = True) -> tuple[st
 
 
 def load_record(out: Path, s: Settings, quick: bool) -> dict[str, Any]:
-    """The ``results.json`` of an earlier call in ``out`` ({} if none), refused when it was
-    made with other settings (Table 2's q values may differ: they accumulate). A record
-    older than the ``calls`` list gets one entry for all it holds, its device unrecorded."""
-    path = out / "results.json"
-    if not path.exists():
+    """The record of earlier calls in ``out`` (:func:`common.load_record`; {} if none),
+    refused when it was made with other settings (Table 2's q values may differ: they
+    accumulate). A record older than the ``calls`` list gets one entry for all it holds, its
+    device unrecorded."""
+    record = common.load_record(out)
+    if not record:
         return {}
-    record = json.loads(path.read_text())
     same = {k: v for k, v in json.loads(json.dumps(asdict(s))).items() if k != "q_values"}
     old = {k: v for k, v in record.get("settings", {}).items() if k != "q_values"}
     if old != same or bool(record.get("quick")) != quick:
-        raise ValueError(f"{path} holds results of other settings ({old}, quick="
+        raise ValueError(f"{out} holds results of other settings ({old}, quick="
                          f"{record.get('quick')}); use another output folder")
     if "calls" not in record:  # made before calls were recorded: one entry says so
         present = [p for p in PARTS if record.get(p)]
