@@ -308,7 +308,7 @@ class Attribution:
         if not self.fitted and not self._has_data(opts):
             raise ValueError(f"{self.name or type(self).__name__} must be fitted first: call "
                              ".fit(data)" + self._data_hint())
-        xs, is_tuple = check_input_tuple(inputs)
+        xs, is_tuple = self.validate_inputs(inputs)
         if len(xs) > 1 and not self.multi_input:
             raise ValueError(f"{self.name or type(self).__name__} takes a single input tensor; "
                              f"got a tuple of {len(xs)} inputs")
@@ -355,14 +355,21 @@ class Attribution:
         exposes no module."""
         return model_guard(self.model) if self.model is not None else contextlib.nullcontext()
 
+    def validate_inputs(self, inputs: InputsLike) -> tuple[tuple[Tensor, ...], bool]:
+        """Check ``inputs`` (a floating tensor or a tuple of them sharing dimension 0, see
+        :func:`~attrlab.core.checks.check_input_tuple`); returns ``(inputs as a tuple,
+        whether a tuple was given)``. Methods that take other inputs (layer methods: token
+        ids) override this one check."""
+        return check_input_tuple(inputs)
+
     def guarded(self, inputs: InputsLike, target: TargetLike, fn: Callable[[Any, Tensor], Any],
                 additional_forward_args: Any = None):
-        """Validate ``inputs`` (a tensor or a tuple of them) and ``target``, then run
+        """Validate ``inputs`` (:meth:`validate_inputs`) and ``target``, then run
         ``fn(inputs, target_tensor)`` (inputs detached, in the form given) under
         :meth:`guard`: the model in eval mode and parameter gradients off (restored
         afterwards). ``target=None`` is the predicted class, computed with
         ``additional_forward_args``."""
-        xs, is_tuple = check_input_tuple(inputs)
+        xs, is_tuple = self.validate_inputs(inputs)
         t = resolve_target(target, xs[0].shape[0], xs[0].device)
         xs = tuple(x.detach() for x in xs)
         try:

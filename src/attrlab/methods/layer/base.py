@@ -37,10 +37,9 @@ from ...core.checks import (
     check_like,
     check_target_range,
     get_module,
-    resolve_target,
     select_target,
 )
-from ...core.hooks import HookSet, model_guard
+from ...core.hooks import HookSet
 from ...core.registry import Registry
 from ..base import Attribution, Option, boolean
 
@@ -327,14 +326,10 @@ class LayerAttribution(Attribution):
 
         return self.guarded(inputs, target, run)
 
-    def guarded(self, inputs: Tensor, target: TargetLike, fn: Callable[[Tensor, Tensor], Any]):
-        """As :meth:`Attribution.guarded`, with token-id inputs allowed."""
+    def validate_inputs(self, inputs: Tensor) -> tuple[tuple[Tensor, ...], bool]:
+        """One tensor: floating inputs, or token ids (:func:`check_layer_inputs`)."""
         check_layer_inputs(self.model, inputs)
-        t = resolve_target(target, inputs.shape[0], inputs.device)
-        with model_guard(self.model):
-            if t is None:
-                t = self.predict(inputs)
-            return fn(inputs.detach(), t)
+        return (inputs,), False
 
     # helpers for the methods
     def values(self, inputs: Tensor, to_input: bool) -> Any:
