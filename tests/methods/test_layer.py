@@ -387,6 +387,20 @@ def test_model_untouched_and_forward_works_after(resnet32, name, to_input):
         assert m(x).shape == (2, 10)
 
 
+@pytest.mark.parametrize("name", L.available())
+def test_batch_equals_one_by_one_and_repeatable(resnet32, name):
+    """The layer-method side of the method contract (test_method_contract.py covers the
+    input-shaped registry): a batch gives each sample's own map, and a call repeats."""
+    m = resnet32.eval()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2), dtype=torch.float32)
+    t = torch.tensor([1, 4, 7])
+    attr = L.get(name, m, "layer3.0.conv1", **OPTS.get(name, {}))
+    batch = attr.attribute(x, t)
+    rows = torch.cat([attr.attribute(x[i:i + 1], t[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(batch, rows, rtol=1e-4, atol=1e-6)
+    assert torch.equal(attr.attribute(x, t), batch)
+
+
 class Boom(RuntimeError):
     pass
 

@@ -690,9 +690,11 @@ class NonlinearityRules(TorchFunctionMode):
         return super().__enter__()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = dict(kwargs or {})
         rule = self.composite.table.get(func)
-        if rule is None or not depends_on_input(args, kwargs):
+        if rule is None:  # most calls (convolutions, additions): no copy, no scan
+            return func(*args, **(kwargs or {}))
+        kwargs = dict(kwargs or {})
+        if not depends_on_input(args, kwargs):
             return func(*args, **kwargs)
         out = rule.apply(func, tuple(args), kwargs)
         if out is NotImplemented:
