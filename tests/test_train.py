@@ -120,10 +120,17 @@ def test_unsafe_or_foreign_files_are_refused(tmp_path):
 @pytest.mark.parametrize("name", shipped())
 def test_shipped_checkpoints_load_and_match_their_metadata(name, request):
     model, meta = load_checkpoint(name)
-    for key in ("arch", "dataset", "mean", "std", "test_accuracy", "command"):
+    image = meta.get("input_kind", "images") == "images"
+    for key in ("arch", "dataset", "test_accuracy", "command") + (("mean", "std") if image
+                                                                  else ("vocab",)):
         assert key in meta
     assert meta["command"].startswith("attrlab train")
-    if meta["dataset"] == "digits":
+    if not image:
+        from attrlab.data import SST2, Vocab, load_sst2
+        test = load_sst2(request.getfixturevalue("real_data_dir"))["test"]
+        test = SST2(test.samples, Vocab.from_itos(meta["vocab"]))
+        assert train.text_accuracy(model, test) == pytest.approx(meta["test_accuracy"], abs=1e-3)
+    elif meta["dataset"] == "digits":
         assert train.accuracy(model, digits("test")) == pytest.approx(meta["test_accuracy"])
     else:
         data_dir = request.getfixturevalue("real_data_dir")

@@ -13,6 +13,7 @@ from attrlab.models import (
     build,
     cnn6c3l,
     has_implicit_bias,
+    lstm_classifier,
     mnist_cnn,
     nib_cnn,
     nib_vgg,
@@ -326,6 +327,7 @@ ARCH_CASES = [
     lambda: cnn6c3l(num_classes=4, input_size=28, width=0.5),
     lambda: mnist_cnn(num_classes=2, input_size=32),
     lambda: nib_cnn(num_classes=7, width=4),
+    lambda: lstm_classifier(vocab_size=20, embed_dim=4, hidden=6, num_layers=2),
 ]
 
 
@@ -344,9 +346,10 @@ def test_build_reproduces_architecture(i):
 
 
 def test_builders_registry_and_unknown_name():
-    assert set(BUILDERS) == {"nib_vgg", "resnet8", "cnn6c3l", "mnist_cnn", "nib_cnn"}
+    assert set(BUILDERS) == {"nib_vgg", "resnet8", "cnn6c3l", "mnist_cnn", "nib_cnn",
+                             "lstm_classifier"}
     for name, fn in BUILDERS.items():
-        kw = {"width": W} if name == "nib_vgg" else {}
+        kw = {"nib_vgg": {"width": W}, "lstm_classifier": {"vocab_size": 10}}.get(name, {})
         assert fn(**kw).arch["name"] == name
     with pytest.raises(ValueError, match="nib_vgg"):
         build({"name": "vgg19"})

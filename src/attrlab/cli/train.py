@@ -11,8 +11,8 @@ import torch
 
 from .. import models
 from ..core.options import parse_kv
-from ..data import dataset_info, load_dataset
-from ..experiments.train import PRESETS, fit
+from ..data import TEXT_DATASETS, dataset_info, load_dataset
+from ..experiments.train import PRESETS, fit, fit_text
 from .common import UserError
 
 
@@ -22,7 +22,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"unknown preset {args.preset!r}; available: {', '.join(PRESETS)}")
     if args.model not in models.BUILDERS:
         raise UserError(f"unknown model {args.model!r}; available: {', '.join(models.BUILDERS)}")
-    info = dataset_info(args.dataset)
     recipe = PRESETS[args.preset]
     if args.epochs:
         recipe = recipe.with_epochs(args.epochs)
@@ -30,6 +29,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe = replace(recipe, batch_size=args.batch_size)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.dataset in TEXT_DATASETS:
+        return _train_text(args, recipe)
+    info = dataset_info(args.dataset)
     kwargs = {"num_classes": info.num_classes, "in_channels": info.in_channels,
               **parse_kv(args.model_arg, "--model-arg")}
     if "input_size" in inspect.signature(models.BUILDERS[args.model]).parameters:
@@ -45,14 +47,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_text(args: argparse.Namespace, recipe) -> int:
+    """A token classifier (``lstm_classifier``) on a text data set: the vocabulary (tokens
+    seen at least twice in the training split) sizes the embedding."""
+    splits = TEXT_DATASETS[args.dataset](args.data_dir, min_freq=2)
+    kwargs = {"vocab_size": len(splits["train"].vocab), "num_classes": 2,
+              **parse_kv(args.model_arg, "--model-arg")}
+    torch.manual_seed(args.seed)
+    try:
+        model = models.BUILDERS[args.model](**kwargs)
+    except TypeError as err:
+        raise UserError(f"model {args.model!r} does not take token inputs: {err}") from None
+    meta = fit_text(model, splits["train"], splits["test"], recipe, args.out, seed=args.seed,
+                    half=args.half, progress=not args.no_progress,
+                    meta={"command": "attrlab " + shlex.join(args.argv), "vocab_min_freq": 2},
+                    dev=splits["dev"])
+    print(f"wrote {args.out}: dev accuracy {meta['dev_accuracy']:.4f}, test accuracy "
+          f"{meta['test_accuracy']:.4f}")
+    return 0
+
+
 def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a zoo model on a data set with a paper's recipe")
     t.add_argument("--model", required=True, help="zoo builder: nib_vgg, resnet8, cnn6c3l, "
-                   "mnist_cnn, nib_cnn")
+                   "mnist_cnn, nib_cnn, lstm_classifier")
     t.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
                    help="builder argument, repeatable (e.g. depth=16, width=0.25)")
-    t.add_argument("--dataset", required=True, help="digits, mnist or cifar10")
-    t.add_argument("--preset", default="paper01", help="recipe: paper01, resnet, mnist, digits")
+    t.add_argument("--dataset", required=True, help="digits, mnist, cifar10 or sst2 (token "
+                   "classifiers: --model lstm_classifier --preset sst2)")
+    t.add_argument("--preset", default="paper01", help="recipe: paper01, resnet, mnist, digits, "
+                   "sst2")
     t.add_argument("--epochs", type=int, help="override the preset's epochs (milestones scale)")
     t.add_argument("--batch-size", type=int, help="override the preset's batch size")
     t.add_argument("--seed", type=int, default=0)

@@ -19,10 +19,10 @@ from .core import (
                    require_file,
 )
 from .images import cifar10, cifar_python, digits, image_folder, mnist, read_idx
-from .text import SST2, Vocab, load_sst2, tokenize
+from .text import SST2, TEXT_DATASETS, Vocab, load_sst2, tokenize
 
 __all__ = [
     "DATASETS", "DatasetInfo", "NormalizedDataset", "cache_dir", "data_dir", "dataset_info",
     "load_dataset", "require_file", "cifar10", "cifar_python", "digits", "image_folder",
-    "mnist", "read_idx", "ClutteredMNIST", "SST2", "Vocab", "load_sst2", "tokenize",
+    "mnist", "read_idx", "ClutteredMNIST", "SST2", "TEXT_DATASETS", "Vocab", "load_sst2", "tokenize",
 ]

@@ -29,6 +29,15 @@ class Vocab:
         self.stoi = {t: i for i, t in enumerate(self.itos)}
 
     @classmethod
+    def from_itos(cls, itos: Sequence[str]) -> "Vocab":
+        """The vocabulary whose id -> token list is ``itos`` (``<pad>``, ``<unk>`` first), as a
+        text checkpoint records it in ``meta["vocab"]``."""
+        if list(itos[:2]) != [PAD, UNK]:
+            raise ValueError(f"a vocabulary list starts with {PAD!r}, {UNK!r}; got "
+                             f"{list(itos[:2])}")
+        return cls(itos[2:])
+
+    @classmethod
     def build(cls, sentences: Iterable[Sequence[str]], min_freq: int = 1) -> "Vocab":
         """Vocabulary of tokens seen at least ``min_freq`` times, most frequent first."""
         counts = Counter(t for s in sentences for t in s)
@@ -89,3 +98,7 @@ def load_sst2(data_dir_: str | os.PathLike | None = None, min_freq: int = 1,
               for s in ("train", "dev", "test")}
     vocab = Vocab.build((toks for _, toks in splits["train"]), min_freq=min_freq)
     return {s: SST2(v, vocab, max_len) for s, v in splits.items()}
+
+
+#: token data sets by name: loader(data_dir, min_freq) -> {"train", "dev", "test"} splits
+TEXT_DATASETS = {"sst2": load_sst2}

@@ -14,12 +14,16 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import NormalizedDataset
+
+if TYPE_CHECKING:
+    from ..data import SST2
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,9 @@ PRESETS: dict[str, Recipe] = {
     # scikit-learn digits (8x8): small and quick.
     "digits": Recipe(optimizer="adam", lr=3e-3, weight_decay=0.0, epochs=60, batch_size=64,
                      schedule="cosine", augment=False),
+    # SST-2 LSTM (paper 02's text model): Adam, gradient norm clipped at 5, no augmentation.
+    "sst2": Recipe(optimizer="adam", lr=1e-3, weight_decay=0.0, epochs=10, batch_size=32,
+                   schedule="cosine", augment=False, extra={"clip_grad_norm": 5.0}),
 }
 
 
@@ -145,16 +152,7 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
     n = len(train)
     steps = (n + recipe.batch_size - 1) // recipe.batch_size
     sched = _scheduler(opt, recipe, steps)
-    start = 0
-    if partial.exists():
-        state = torch.load(partial, weights_only=True, map_location="cpu")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start = state["epoch"]
-        print(f"resuming {out} from epoch {start}", file=sys.stderr)
+    start = _resume(partial, out, model, opt, sched, gen)
     for epoch in range(start, recipe.epochs):
         model.train()
         order = torch.randperm(n, generator=gen).to(device)
@@ -179,15 +177,9 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
         acc = accuracy(model, test)
         print(f"epoch {epoch + 1}/{recipe.epochs} loss {float(total) / steps:.4f} test acc {acc:.4f}",
               file=sys.stderr)
-        tmp = partial.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "epoch": epoch + 1}, tmp)
-        os.replace(tmp, partial)
+        _save_partial(partial, model, opt, sched, gen, epoch + 1)
     model.to(device="cpu", memory_format=torch.contiguous_format)
-    state = {k: (v.half() if half and v.is_floating_point() else v.contiguous())
-             for k, v in model.state_dict().items()}
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    state = _stored_state(model, half)
     info = train.info
     meta = {
         "arch": dict(model.arch),
@@ -199,17 +191,131 @@ def fit(model: nn.Module, train: NormalizedDataset, test: NormalizedDataset, rec
         "std": list(info.std),
         "classes": list(info.classes),
         "test_accuracy": accuracy(model, test),
-        "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()},
-        "seed": seed,
         "channels_last": channels_last,
         "bf16_autocast": bf16,
+        **_run_meta(recipe, seed, device, half),
+        **(meta or {}),
+    }
+    return _write_checkpoint(out, partial, state, meta)
+
+
+def text_accuracy(model: nn.Module, data: "SST2", batch_size: int = 256) -> float:
+    """Accuracy of ``model`` on a token data set (eval mode, padded batches)."""
+    from torch.utils.data import DataLoader
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for ids, y, _ in DataLoader(data, batch_size=batch_size, collate_fn=data.collate):
+            correct += int((model(ids).argmax(1) == y).sum())
+    return correct / len(data)
+
+
+def fit_text(model: nn.Module, train: "SST2", test: "SST2", recipe: Recipe,
+             out: str | os.PathLike, seed: int = 0, half: bool = False, progress: bool = True,
+             meta: dict | None = None, dev: "SST2 | None" = None) -> dict:
+    """Train a token classifier (:class:`attrlab.models.LSTMClassifier`) on an SST-2 style
+    data set and write the checkpoint ``out`` (resumes from ``out + '.partial'``, as
+    :func:`fit`). Batches are padded per batch; ``recipe.extra["clip_grad_norm"]`` clips the
+    gradient norm. The metadata records the vocabulary (``meta["vocab"]``, the id -> token
+    list) so that sentences can be encoded with ``attrlab.data.Vocab.from_itos``, and the
+    dev and test accuracies. Returns the metadata."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    gen = seed_everything(seed)
+    opt = _optimizer(model, recipe)
+    steps = (len(train) + recipe.batch_size - 1) // recipe.batch_size
+    sched = _scheduler(opt, recipe, steps)
+    clip = recipe.extra.get("clip_grad_norm")
+    start = _resume(partial, out, model, opt, sched, gen)
+    for epoch in range(start, recipe.epochs):
+        model.train()
+        order = torch.randperm(len(train), generator=gen).tolist()
+        loader = DataLoader(train, batch_size=recipe.batch_size, sampler=order,
+                            collate_fn=train.collate)
+        total = torch.zeros(())
+        for ids, y, _ in tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.epochs}",
+                              disable=not progress, leave=False):
+            loss = F.cross_entropy(model(ids), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            sched.step()
+            total += loss.detach()
+        acc = text_accuracy(model, dev if dev is not None else test)
+        print(f"epoch {epoch + 1}/{recipe.epochs} loss {float(total) / steps:.4f} "
+              f"{'dev' if dev is not None else 'test'} acc {acc:.4f}", file=sys.stderr)
+        _save_partial(partial, model, opt, sched, gen, epoch + 1)
+    state = _stored_state(model, half)
+    meta = {
+        "arch": dict(model.arch),
+        "dataset": "sst2",
+        "num_classes": model.arch.get("num_classes", 2),
+        "classes": ["negative", "positive"],
+        "input_kind": "tokens",
+        "vocab": list(train.vocab.itos),
+        "test_accuracy": text_accuracy(model, test),
+        **({"dev_accuracy": text_accuracy(model, dev)} if dev is not None else {}),
+        **_run_meta(recipe, seed, torch.device("cpu"), half),
+        **(meta or {}),
+    }
+    return _write_checkpoint(out, partial, state, meta)
+
+
+# -- pieces shared by the image and the text loops ---------------------------------------------
+
+def _resume(partial: Path, out: Path, model: nn.Module, opt: torch.optim.Optimizer, sched,
+            gen: torch.Generator) -> int:
+    """Load the resumable state of ``partial`` (if any) into model, optimiser, scheduler and
+    RNGs; returns the epoch to start from."""
+    if not partial.exists():
+        return 0
+    state = torch.load(partial, weights_only=True, map_location="cpu")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resuming {out} from epoch {state['epoch']}", file=sys.stderr)
+    return state["epoch"]
+
+
+def _save_partial(partial: Path, model: nn.Module, opt: torch.optim.Optimizer, sched,
+                  gen: torch.Generator, epoch: int) -> None:
+    """The resumable state after ``epoch`` epochs, written atomically."""
+    tmp = partial.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch}, tmp)
+    os.replace(tmp, partial)
+
+
+def _stored_state(model: nn.Module, half: bool) -> dict[str, Tensor]:
+    """The weights as stored (float16 with ``half``), loaded back into ``model`` so that the
+    accuracy recorded is the stored weights' accuracy."""
+    state = {k: (v.half() if half and v.is_floating_point() else v.contiguous())
+             for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return state
+
+
+def _run_meta(recipe: Recipe, seed: int, device: torch.device, half: bool) -> dict:
+    return {
+        "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(recipe).items()},
+        "seed": seed,
         "trained_on": device.type,
         "stored_as": "float16" if half else "float32",
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "command": " ".join(map(shlex.quote, sys.argv)),
-        **(meta or {}),
     }
+
+
+def _write_checkpoint(out: Path, partial: Path, state: dict, meta: dict) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     torch.save({"state_dict": state, "meta": meta}, tmp)

@@ -9,6 +9,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from .layers import BiasFreeBatchNorm2d
 from .shipped import CHECKPOINT_DIR, checkpoint_meta, load_checkpoint, shipped
+from .text import LSTMClassifier, lstm_classifier
 from .zoo import (
     BUILDERS,
     CNN6C3L,
@@ -39,6 +40,8 @@ __all__ = [
     "cnn6c3l",
     "mnist_cnn",
     "nib_cnn",
+    "lstm_classifier",
+    "LSTMClassifier",
     "NIBVGG",
     "ResNet8",
     "BasicBlock",

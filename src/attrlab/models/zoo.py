@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import BiasFreeBatchNorm2d
+from .text import LSTMClassifier, lstm_classifier  # noqa: F401 (in BUILDERS)
 
 __all__ = [
     "VGG_CONFIGS",
@@ -423,6 +424,7 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "cnn6c3l": cnn6c3l,
     "mnist_cnn": mnist_cnn,
     "nib_cnn": nib_cnn,
+    "lstm_classifier": lstm_classifier,
 }
 
 
