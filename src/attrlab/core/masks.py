@@ -143,7 +143,7 @@ def area_penalty(mask: Tensor, reference: Tensor) -> Tensor:
     if flat.shape[1] != reference.shape[-1]:
         raise ValueError(f"reference has {reference.shape[-1]} entries per mask, the masks "
                          f"{flat.shape[1]}")
-    return (flat.sort(dim=1).values - reference).pow(2).mean(1)
+    return (flat.sort(dim=1, stable=True).values - reference).pow(2).mean(1)
 
 
 class SmoothMaskGenerator:
