@@ -273,3 +273,42 @@ def test_extremal_perturbation_area_matches_the_requested_areas():
                                atol=0.04)
     assert ((masks < 0.1) | (masks > 0.9)).float().mean() > 0.75
     torch.testing.assert_close(ep.attribute(x, target=2), masks.sum(0).expand(1, 3, H, H))
+
+
+# -------------------------------------------------------------------------- TorchRay reference
+
+@pytest.mark.parametrize("variant, reward", [("preserve", "logit"), ("delete", "contrastive")])
+def test_extremal_perturbation_equals_torchray(variant, reward):
+    """TorchRay's ``extremal_perturbation`` (one image at a time, areas batched) and ours on a
+    batch of two, with TorchRay's area constraint (``area_over="padded"``) and its jitter,
+    pyramid, SGD and lambda schedule. TorchRay returns the mask computed before its last
+    step, so its ``max_iter`` = k + 1 is our k iterations."""
+    ep_module = pytest.importorskip("torchray.attribution.extremal_perturbation")
+    model = SmallNet()
+    x = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(7))
+    target = torch.tensor([1, 2])
+    areas, k = (0.1, 0.3), 20
+    ours = methods.get("extremal_perturbation", model, areas=areas, step=4, sigma=8.0,
+                       iterations=k, variant=variant, reward=reward,
+                       area_over="padded").masks(x, target=target)
+    reward_func = ep_module.simple_reward if reward == "logit" else \
+        ep_module.contrastive_reward
+    for i in range(2):
+        ref, _ = ep_module.extremal_perturbation(
+            copy.deepcopy(model), x[i:i + 1], int(target[i]), areas=list(areas),
+            max_iter=k + 1, step=4, sigma=8.0, variant=variant, reward_func=reward_func)
+        torch.testing.assert_close(ours[:, i], ref, rtol=0, atol=1e-5)
+
+
+def test_torchray_leaves_requires_grad_off_attrlab_restores_it():
+    """The quirk the issue names: TorchRay's EP switches the model's parameter gradients off
+    and never switches them back; ours leaves the model as it found it."""
+    ep_module = pytest.importorskip("torchray.attribution.extremal_perturbation")
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    theirs = SmallNet()
+    ep_module.extremal_perturbation(theirs, x, 0, max_iter=1, step=4, sigma=8.0)
+    assert not any(p.requires_grad for p in theirs.parameters())
+    ours = SmallNet().train()
+    methods.get("extremal_perturbation", ours, iterations=1, step=4, sigma=8.0).attribute(
+        x, target=0)
+    assert all(p.requires_grad for p in ours.parameters()) and ours.training
