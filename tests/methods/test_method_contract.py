@@ -14,7 +14,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # cheap options so the whole matrix runs in seconds
 SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3},
-         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2}}
+         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
+         "meaningful_perturbation": {"iterations": 4, "blur_sigma": 2.0},
+         "extremal_perturbation": {"iterations": 4, "areas": (0.1, 0.3), "step": 2,
+                                   "sigma": 3.0}}
 
 
 class Net(nn.Module):

@@ -28,6 +28,7 @@ from .layer import (
                     LayerIntegratedGradients,
                     LayerSaliency,
 )
+from .optimisation import ExtremalPerturbation, MeaningfulPerturbation
 
 __all__ = [
     "Attribution", "Option", "available", "get", "method_class", "register",
@@ -37,4 +38,5 @@ __all__ = [
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
     "LayerGradCam",
+    "MeaningfulPerturbation", "ExtremalPerturbation",
 ]
