@@ -81,3 +81,33 @@ def test_hooks_of_one_thread_do_not_record_another_threads_calls(name):
     assert not _run_threads([mine, theirs])
     for r in results:
         torch.testing.assert_close(r, expected)
+
+
+# ------------------------------------------------------------------------- torch.compile
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                         nn.Flatten(), nn.Linear(16, 3)).eval()
+
+
+COMPILED = {"fullgrad": {}, "ufg": {}, "dga": {"n_steps": 3}, "gradcam": {"layer": "3"},
+            "gbp": {}, "deeplift": {}}
+
+
+@pytest.mark.parametrize("compiled_ran_first", [True, False])
+def test_compiled_model_gives_the_uncompiled_maps(compiled_ran_first):
+    """Hooks registered after a compiled model ran never fire (the graph was traced without
+    them): every method must give the uncompiled model's map, whatever ran first."""
+    model = _cnn()
+    x = torch.randn(2, 3, 8, 8)
+    expected = {n: methods.get(n, model, **o).attribute(x, target=1) for n, o in COMPILED.items()}
+    compiled = torch.compile(model, backend="eager")
+    if compiled_ran_first:
+        methods.get("saliency", compiled).attribute(x, target=1)
+    for name, opts in COMPILED.items():
+        got = methods.get(name, compiled, **opts).attribute(x, target=1)
+        torch.testing.assert_close(got, expected[name], msg=name)
+    if not compiled_ran_first:  # and the compiled model still runs as compiled afterwards
+        torch.testing.assert_close(compiled(x), model(x))

@@ -183,8 +183,8 @@ class Attribution:
         if not callable(model):
             raise TypeError(f"model must be callable (a torch.nn.Module or a function "
                             f"returning the model's outputs), got {type(model).__name__}")
-        self.forward_func = model
-        self.model: nn.Module | None = module_of(model)
+        self.forward_func = uncompiled(model)
+        self.model: nn.Module | None = module_of(self.forward_func)
         self.defaults: dict[str, Any] = {}
         self.defaults = self.resolve_options(options)
 
@@ -467,7 +467,7 @@ class Attribution:
             self.base = base
         else:
             self.base = get(base, model, **rest)
-        if self.base.forward_func != model:
+        if self.base.forward_func != uncompiled(model):
             raise ValueError("the base method must be built on the same model")
         return own
 
@@ -485,6 +485,18 @@ class Attribution:
 # ------------------------------------------------------------------- inputs and forward args
 
 InputsLike = Tensor | tuple[Tensor, ...]
+
+
+def uncompiled(forward_func: Callable) -> Callable:
+    """The original module of a ``torch.compile``'d one (``OptimizedModule._orig_mod``), else
+    ``forward_func`` itself. Attributions run the module uncompiled: a graph compiled before
+    attrlab registered its hooks (FullGrad, Grad-CAM, DGA) or rule mode (GBP, DeepLIFT)
+    bypasses them, and the maps were silently wrong. The parameters are shared, so the
+    compiled module is explained as it is; the user's compiled module is not touched."""
+    while isinstance(forward_func, nn.Module) and isinstance(
+            getattr(forward_func, "_orig_mod", None), nn.Module):
+        forward_func = forward_func._orig_mod
+    return forward_func
 
 
 def module_of(forward_func: Callable) -> nn.Module | None:
