@@ -111,3 +111,68 @@ def test_compiled_model_gives_the_uncompiled_maps(compiled_ran_first):
         torch.testing.assert_close(got, expected[name], msg=name)
     if not compiled_ran_first:  # and the compiled model still runs as compiled afterwards
         torch.testing.assert_close(compiled(x), model(x))
+
+
+# ------------------------------------------------------------- ignored in-place results
+
+class IgnoresInplace(nn.Module):
+    """Calls an in-place ReLU for its side effect and keeps using the (now rectified) input
+    tensor, as some user code does."""
+
+    def __init__(self, style: str) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.style = style
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        h = self.conv(x)
+        if self.style == "method":
+            h.relu_()
+        elif self.style == "functional":
+            torch.nn.functional.relu(h, inplace=True)
+        elif self.style == "returned":  # the rectified tensor is returned itself
+            h = self.fc(h.flatten(1))
+            h.relu_()
+            return h
+        return self.fc(h.flatten(1))
+
+
+RULE_BASED = {"gbp": {}, "rectgrad": {}, "deeplift": {},
+              "deepshap": {"baselines": torch.zeros(2, 3, 8, 8)}}
+
+
+@pytest.mark.parametrize("style", ["method", "functional", "returned"])
+@pytest.mark.parametrize("name", sorted(RULE_BASED))
+def test_ignored_inplace_result_is_refused(name, style):
+    """The rules compute in-place ops out of place; code that ignores the returned tensor
+    would then run on the unrectified input and get a map 2-5x off. Refused instead."""
+    model = IgnoresInplace(style).eval()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="ignores the result of the in-place"):
+        methods.get(name, model).attribute(x, target=0, **RULE_BASED[name])
+
+
+class UsesInplace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        h = self.act(self.conv(x))
+        h = h.relu_()  # the returned value is used: supported
+        return self.fc(torch.nn.functional.relu(h, inplace=True).flatten(1))
+
+
+@pytest.mark.parametrize("name", sorted(RULE_BASED))
+def test_used_inplace_results_still_work(name):
+    model = UsesInplace().eval()
+    x = torch.randn(2, 3, 8, 8)
+    ref = nn.Sequential(model.conv, nn.ReLU(), nn.Flatten(), model.fc).eval()
+    got = methods.get(name, model).attribute(x, target=0, **RULE_BASED[name])
+    torch.testing.assert_close(got, methods.get(name, ref).attribute(x, target=0,
+                                                                    **RULE_BASED[name]))
