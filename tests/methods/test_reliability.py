@@ -176,3 +176,59 @@ def test_used_inplace_results_still_work(name):
     got = methods.get(name, model).attribute(x, target=0, **RULE_BASED[name])
     torch.testing.assert_close(got, methods.get(name, ref).attribute(x, target=0,
                                                                     **RULE_BASED[name]))
+
+
+# ----------------------------------------------------------------------- float16 models
+
+def _fp_cnn() -> nn.Module:
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 3)).eval()
+
+
+FP16 = {"attribution_mask": {"iterations": 20}, "deeplift": {}, "deepshap": {}, "dga": {"n_steps": 4},
+        "fullgrad": {}, "gbp": {}, "gradcam": {"layer": "4"}, "guided_ig": {"n_steps": 8},
+        "gxi": {}, "gxsi": {}, "ig": {"n_steps": 8}, "pgxi": {}, "rectgrad": {}, "saliency": {},
+        "smoothgrad": {"nt_samples": 4}, "ufg": {}}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", sorted(FP16))
+def test_low_precision_model_gives_the_float32_map(name, dtype):
+    """A float16/bfloat16 model: the method computes in float32 and only the model runs in
+    low precision, so the map is finite and close to the map of the same weights computing
+    in float32 (DeepLIFT's eps 1e-10 is 0 in float16 and gave all-NaN maps; the attribution
+    mask was 12 % off). Methods that rank or select on gradients (DGA, Guided IG; RectGrad
+    and the mask in bfloat16) stay far off and refuse such models instead."""
+    low = _fp_cnn().to(dtype)
+    model = _fp_cnn().to(dtype).float()  # the same weights, computing in float32
+    x = torch.rand(2, 3, 16, 16).to(dtype).float()
+    call = {"baselines": torch.zeros(2, 3, 16, 16)} if name == "deepshap" else {}
+
+    def run(m, dt):
+        extra = {"generator": torch.Generator().manual_seed(0)} \
+            if methods.method_class(name).random else {}
+        opts = {k: v.to(dt) for k, v in call.items()}
+        return methods.get(name, m, **FP16[name]).attribute(x.to(dt), target=1, **opts, **extra)
+
+    if dtype not in methods.method_class(name).low_precision:
+        with pytest.raises(ValueError, match=f"does not support {dtype} models.*float32 copy"):
+            run(low, dtype)
+        return
+    ref, got = run(model, torch.float32), run(low, dtype)
+    assert got.dtype == dtype and got.shape == x.shape
+    assert torch.isfinite(got).all()
+    rel = ((got.float() - ref).norm() / ref.norm()).item()
+    # float16 keeps ~3 decimal digits, bfloat16 ~2; rounding still flips a few ReLU and
+    # max-pool decisions (SmoothGrad's noisy inputs: 2.4 % in float16)
+    assert rel < (0.05 if dtype == torch.float16 else 0.1), rel
+
+
+@pytest.mark.parametrize("name", ["dga", "guided_ig"])
+def test_refused_low_precision_leaves_the_model_as_it_was(name):
+    low = _fp_cnn().half().train()
+    with pytest.raises(ValueError, match="float16"):
+        methods.get(name, low, **FP16[name]).attribute(torch.rand(1, 3, 16, 16).half(), 0)
+    assert all(m.training for m in low.modules())
+    assert all(p.requires_grad for p in low.parameters())

@@ -192,6 +192,12 @@ def _halves(t: Tensor) -> tuple[Tensor, Tensor]:
     return t.chunk(2)
 
 
+def _eps(eps: float, t: Tensor) -> float:
+    """``eps`` where ``t``'s dtype can hold it, else its smallest normal number: 1e-10 is 0 in
+    float16, and |x - x0| >= 0 then divided 0 by 0 (all-NaN DeepLIFT maps)."""
+    return max(eps, torch.finfo(t.dtype).tiny)
+
+
 def _mean_halves(t: Tensor) -> Tensor:
     """(t_x + t_x0) / 2 for both halves of a [inputs; baselines] tensor."""
     a, b = _halves(t)
@@ -292,7 +298,7 @@ class _RescaleFn(torch.autograd.Function):
         x, x0 = _halves(t)
         y, y0 = _halves(out)
         dx = x - x0
-        safe = dx.abs() >= ctx.eps
+        safe = dx.abs() >= _eps(ctx.eps, dx)
         mult = (y - y0).div_(torch.where(safe, dx, 1.0))  # shared by both halves
         res = (grad.view((2,) + x.shape) * mult).view_as(grad)
         if not bool(safe.all()):  # rare: fall back to the ordinary gradient there
@@ -353,7 +359,7 @@ class _MaxPoolRescaleFn(torch.autograd.Function):
         m = torch.maximum(y, y0)
         routed = unpool(grad * torch.cat([m - y0, y - m]))
         dx = x - x0
-        safe = dx.abs() >= ctx.eps
+        safe = dx.abs() >= _eps(ctx.eps, dx)
         half = sum(_halves(routed)).div_(torch.where(safe, dx, 1.0))
         res = torch.cat([half, half])
         if not bool(safe.all()):  # ordinary gradient where input and baseline coincide

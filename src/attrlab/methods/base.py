@@ -33,6 +33,7 @@ expansions apply :func:`expand_args` / :func:`map_batched` to the args. Methods 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import inspect
 import math
@@ -149,6 +150,8 @@ class ModelInputError(ValueError):
 
 # ------------------------------------------------------------------------------------ method
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
 class Attribution:
     """An attribution method bound to a model.
 
@@ -178,6 +181,10 @@ class Attribution:
     wraps: ClassVar[str | None] = None
     # takes a tuple of input tensors (a multi-input model); _attribute then gets tuples
     multi_input: ClassVar[bool] = False
+    # low-precision model dtypes (the inputs' dtype) whose maps hold: the method computes in
+    # float32 and only the model runs in that dtype; other low-precision dtypes are refused
+    # (methods that rank, threshold or select on gradients, which that rounding changes)
+    low_precision: ClassVar[tuple[torch.dtype, ...]] = LOW_PRECISION
 
     def __init__(self, model: Callable[..., Tensor], **options: Any) -> None:
         if not callable(model):
@@ -372,11 +379,23 @@ class Attribution:
         xs, is_tuple = self.validate_inputs(inputs)
         t = resolve_target(target, xs[0].shape[0], xs[0].device)
         xs = tuple(x.detach() for x in xs)
+        low = next((x.dtype for x in xs if x.dtype in LOW_PRECISION), None)
+        if low is not None and low not in type(self).low_precision:
+            raise ValueError(f"{self.name or type(self).__name__} does not support {low} models: "
+                             "it ranks, thresholds or selects on the model's gradients, which "
+                             f"{low} rounding changes (maps far off the float32 model's); "
+                             "attribute a float32 copy, copy.deepcopy(model).float(), "
+                             "with float32 inputs")
+        token = _MODEL_DTYPE.set(low) if low is not None and _MODEL_DTYPE.get() is None \
+            else None
         try:
             with self.guard():
+                if token is not None:  # the method computes in float32, the model in `low`
+                    xs = tuple(x.float() if x.dtype in LOW_PRECISION else x for x in xs)
                 if t is None:
                     t = self.predict(xs, as_args(additional_forward_args))
-                return fn(xs if is_tuple else xs[0], t)
+                out = fn(xs if is_tuple else xs[0], t)
+                return out if token is None else _cast_floats(out, low)
         except ModelInputError as err:
             given = ", ".join(str(tuple(x.shape)) for x in xs)
             if err.shapes == given or err.outer:
@@ -384,6 +403,9 @@ class Attribution:
             raise ModelInputError(err.shapes, f"{err.first}; the method built that batch from "
                                   f"inputs of shape {given} (inputs must be batched, (N, ...))",
                                   err.first) from err
+        finally:
+            if token is not None:
+                _MODEL_DTYPE.reset(token)
 
     def predict(self, inputs: InputsLike, additional_forward_args: Any = ()) -> Tensor:
         """Predicted class per sample (one forward pass without gradients); 0 for a model
@@ -396,8 +418,14 @@ class Attribution:
         """``forward_func(*inputs)`` as (N, num_classes) outputs: a (N,) output (one value per
         sample) becomes (N, 1); any other shape, and a shape error raised inside the model, is
         a ``ValueError`` naming the shapes it was given."""
+        low = _MODEL_DTYPE.get()
+        if low is not None:  # a low-precision model: only its forward runs in `low`
+            inputs = tuple(i.to(low) if isinstance(i, Tensor) and i.dtype == torch.float32
+                           else i for i in inputs)
         try:
             out = self.forward_func(*inputs)
+            if low is not None and isinstance(out, Tensor) and out.dtype == low:
+                out = out.float()
         except (RuntimeError, ValueError) as err:
             words = ("shape", "size", "channels", "dimension", "D input")
             if not any(w in str(err) for w in words):
@@ -485,6 +513,24 @@ class Attribution:
 # ------------------------------------------------------------------- inputs and forward args
 
 InputsLike = Tensor | tuple[Tensor, ...]
+
+
+# While a method runs on inputs of a low-precision dtype (the model's), that dtype: the method
+# then computes in float32 (paths, masks, optimiser state, rule multipliers outside the model)
+# and Attribution.forward casts the model's float32 inputs to it and its outputs back;
+# the maps are returned in the inputs' dtype. A ContextVar: per thread, shared by nested calls
+# (a wrapper's base method sees float32 inputs but the model still needs `low`).
+_MODEL_DTYPE: contextvars.ContextVar = contextvars.ContextVar("attrlab_model_dtype",
+                                                              default=None)
+
+
+def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    """``value`` (a tensor or a tuple of them, nested) with float32 tensors cast to ``dtype``."""
+    if isinstance(value, tuple):
+        return tuple(_cast_floats(v, dtype) for v in value)
+    if isinstance(value, Tensor) and value.dtype == torch.float32:
+        return value.to(dtype)
+    return value
 
 
 def uncompiled(forward_func: Callable) -> Callable:
