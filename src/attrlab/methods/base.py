@@ -376,9 +376,14 @@ class Attribution:
         :meth:`guard`: the model in eval mode and parameter gradients off (restored
         afterwards). ``target=None`` is the predicted class, computed with
         ``additional_forward_args``."""
+        if torch.is_inference_mode_enabled():  # attributions need autograd: run outside it
+            with torch.inference_mode(False):
+                return self.guarded(inputs, target, fn, additional_forward_args)
         xs, is_tuple = self.validate_inputs(inputs)
         t = resolve_target(target, xs[0].shape[0], xs[0].device)
-        xs = tuple(x.detach() for x in xs)
+        # inference tensors (made under torch.inference_mode) cannot enter autograd: copies
+        xs = tuple(x.clone() if x.is_inference() else x.detach() for x in xs)
+        t = t.clone() if t is not None and t.is_inference() else t
         low = next((x.dtype for x in xs if x.dtype in LOW_PRECISION), None)
         if low is not None and low not in type(self).low_precision:
             raise ValueError(f"{self.name or type(self).__name__} does not support {low} models: "
@@ -427,6 +432,7 @@ class Attribution:
             if low is not None and isinstance(out, Tensor) and out.dtype == low:
                 out = out.float()
         except (RuntimeError, ValueError) as err:
+            self._check_dtypes(inputs, err)
             words = ("shape", "size", "channels", "dimension", "D input")
             if not any(w in str(err) for w in words):
                 raise
@@ -440,6 +446,19 @@ class Attribution:
             raise ValueError(f"the model must return (N, num_classes) logits or (N,) outputs; "
                              f"got {shape}")
         return out
+
+    def _check_dtypes(self, inputs: tuple, err: Exception) -> None:
+        """After the model raised ``err``: a ``TypeError`` naming both dtypes when the inputs'
+        floating dtype is not the model's parameters' (torch's own message names neither
+        the inputs nor the fix)."""
+        params = [] if self.model is None else [
+            p.dtype for p in self.model.parameters() if p.is_floating_point()]
+        given = {i.dtype for i in inputs if isinstance(i, Tensor) and i.is_floating_point()}
+        if params and given and given != {params[0]} and "type" in str(err):
+            names = ", ".join(sorted(str(d) for d in given))
+            raise TypeError(f"the inputs are {names} but the model's parameters are "
+                            f"{params[0]}: pass inputs of the model's dtype "
+                            f"(x.to({params[0]}))") from err
 
     def _attribute(self, inputs: Any, target: Tensor, **options: Any) -> Any:
         raise NotImplementedError
