@@ -195,3 +195,29 @@ def test_cli_bench_config_file_and_errors(tmp_path, capsys):
     bad.write_text("methodz = 1\n")
     assert cli.main(["bench", "--config", str(bad)]) == 2
     assert "unknown keys ['methodz']" in capsys.readouterr().err
+
+
+def test_resume_with_another_batch_size_or_device_reuses_nothing_it_should_not(tmp_path):
+    """A unit is named by the samples of its batch (so by the batch size) and by the device
+    type (CUDA draws other noise than the CPU and rounds differently): a resume with another
+    batch size gives what a fresh run with it gives (SmoothGrad noise not mixed), and the
+    same settings on another device are other units."""
+    import dataclasses
+
+    from attrlab.experiments.bench import plan, resolve
+
+    kw = dict(methods=["smoothgrad"], method_options={"smoothgrad": {"nt_samples": 3}})
+    run(config(tmp_path, batch_size=4, **kw), progress=False)
+    resumed = run(config(tmp_path, batch_size=3, **kw), progress=False)
+    fresh = run(config(tmp_path, batch_size=3, out=str(tmp_path / "fresh"), **kw),
+                progress=False)
+    with ResultStore(resumed) as a, ResultStore(fresh) as b:
+        assert a.scores() == b.scores() and len(a.scores()) == 10
+    cfg = config(tmp_path, **kw)
+    setup = resolve(cfg)
+
+    def keys(device):
+        return {u.key for g in plan(dataclasses.replace(cfg, device=device), setup).groups
+                for u in g.units}
+
+    assert keys("cuda") != keys("cpu") and keys("cuda") == keys("cuda:0")

@@ -16,10 +16,16 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+import threading
+import weakref
+from typing import Any, Callable, Iterator
 
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
+
+
+_GUARD_LOCK = threading.Lock()
+_GUARDED: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
 
 
 @contextlib.contextmanager
@@ -28,33 +34,69 @@ def model_guard(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]
 
     Attributions explain the deployed (eval-mode) function; turning ``requires_grad`` off on
     the parameters saves the memory autograd would keep for weight gradients.
+
+    Reentrant and thread-safe: guards of one model (nested calls, or calls from several
+    threads that overlap) share one saved state, counted under a lock; the first guard in
+    saves the user's state and the last one out restores it.
     """
-    training = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
+    with _GUARD_LOCK:
+        entry = _GUARDED.get(model)
+        if entry is None:
+            entry = [0, [(m, m.training) for m in model.modules()],
+                     [(p, p.requires_grad) for p in model.parameters()]]
+            _GUARDED[model] = entry
+        entry[0] += 1
+        try:
+            if eval_mode:
+                model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+        except BaseException:
+            _release(model, entry)
+            raise
     try:
-        if eval_mode:
-            model.eval()
-        for p, _ in grads:
-            p.requires_grad_(False)
         yield model
     finally:
-        for m, flag in training:
+        with _GUARD_LOCK:
+            _release(model, entry)
+
+
+def _release(model: nn.Module, entry: list) -> None:
+    """One guard of ``model`` leaves (the lock is held); the last one restores the state."""
+    entry[0] -= 1
+    if entry[0] == 0:
+        del _GUARDED[model]
+        for m, flag in entry[1]:
             m.training = flag
-        for p, flag in grads:
+        for p, flag in entry[2]:
             p.requires_grad_(flag)
 
 
 class HookSet(contextlib.AbstractContextManager):
-    """A set of module hooks that is removed as a whole on ``__exit__`` (also on errors)."""
+    """A set of module hooks that is removed as a whole on ``__exit__`` (also on errors).
+
+    The hooks fire only for forward passes of the thread that registered them: module hooks
+    are shared by every thread calling the model, and another thread's activations must not
+    land in this attribution's records.
+    """
 
     def __init__(self) -> None:
         self.handles: list[RemovableHandle] = []
+        self.thread = threading.get_ident()
+
+    def _own(self, fn: Callable) -> Callable:
+        def hook(*args: Any) -> Any:
+            if threading.get_ident() == self.thread:
+                return fn(*args)
+            return None
+
+        return hook
 
     def forward(self, module: nn.Module, fn: Callable) -> None:
-        self.handles.append(module.register_forward_hook(fn))
+        self.handles.append(module.register_forward_hook(self._own(fn)))
 
     def forward_pre(self, module: nn.Module, fn: Callable) -> None:
-        self.handles.append(module.register_forward_pre_hook(fn))
+        self.handles.append(module.register_forward_pre_hook(self._own(fn)))
 
     def remove(self) -> None:
         for h in self.handles:

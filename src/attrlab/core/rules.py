@@ -17,7 +17,9 @@ The mode works at the level of torch function calls, not module hooks, so it see
 a ``ReLU`` module reused several times (torchvision ResNet), ``inplace=True`` activations and
 functional ``F.relu`` calls in ``forward`` (torchvision DenseNet). In-place variants are
 computed out of place; the function's return value is what the caller uses, so the result is
-the same (code that calls ``x.relu_()`` and then ignores the return value is not supported).
+the same. Code that calls ``x.relu_()`` and then ignores the return value would go on with an
+unmodified ``x``: the mode notices any later use of such a tensor (as an argument or as the
+model's output) and raises a ``ValueError`` instead of returning a wrong map.
 A rule applies only to calls on input-dependent tensors (``requires_grad``: the methods switch
 parameter gradients off), so buffers and constants are left alone.
 
@@ -34,6 +36,7 @@ hold exactly, which ``return_convergence_delta=True`` shows.
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Union
 
@@ -189,6 +192,12 @@ def _halves(t: Tensor) -> tuple[Tensor, Tensor]:
     return t.chunk(2)
 
 
+def _eps(eps: float, t: Tensor) -> float:
+    """``eps`` where ``t``'s dtype can hold it, else its smallest normal number: 1e-10 is 0 in
+    float16, and |x - x0| >= 0 then divided 0 by 0 (all-NaN DeepLIFT maps)."""
+    return max(eps, torch.finfo(t.dtype).tiny)
+
+
 def _mean_halves(t: Tensor) -> Tensor:
     """(t_x + t_x0) / 2 for both halves of a [inputs; baselines] tensor."""
     a, b = _halves(t)
@@ -289,7 +298,7 @@ class _RescaleFn(torch.autograd.Function):
         x, x0 = _halves(t)
         y, y0 = _halves(out)
         dx = x - x0
-        safe = dx.abs() >= ctx.eps
+        safe = dx.abs() >= _eps(ctx.eps, dx)
         mult = (y - y0).div_(torch.where(safe, dx, 1.0))  # shared by both halves
         res = (grad.view((2,) + x.shape) * mult).view_as(grad)
         if not bool(safe.all()):  # rare: fall back to the ordinary gradient there
@@ -350,7 +359,7 @@ class _MaxPoolRescaleFn(torch.autograd.Function):
         m = torch.maximum(y, y0)
         routed = unpool(grad * torch.cat([m - y0, y - m]))
         dx = x - x0
-        safe = dx.abs() >= ctx.eps
+        safe = dx.abs() >= _eps(ctx.eps, dx)
         half = sum(_halves(routed)).div_(torch.where(safe, dx, 1.0))
         res = torch.cat([half, half])
         if not bool(safe.all()):  # ordinary gradient where input and baseline coincide
@@ -661,6 +670,20 @@ def deeplift_composite(eps: float = 1e-10, who: str = "deeplift", softmax_nodes:
     return Composite(rules, name="rescale")
 
 
+def _is_inplace(func: Func, args: tuple, kwargs: Mapping) -> bool:
+    """Whether a call modifies its first argument in place: ``relu_``/``mul_``-style names,
+    ``__imul__``-style operators, or ``inplace=True`` (keyword, or the positional flag after
+    the options :data:`_ELEMENTWISE` keeps)."""
+    name = getattr(func, "__name__", "")
+    if (name.endswith("_") and not name.startswith("__")) or (
+            name.startswith("__i") and name.endswith("__")):
+        return True
+    if kwargs.get("inplace") is True:
+        return True
+    keep = _ELEMENTWISE.get(func, (None, None))[1]
+    return keep is not None and len(args) > 1 + keep and args[1 + keep] is True
+
+
 # ---------------------------------------------------------------------------------------------
 # The mode
 # ---------------------------------------------------------------------------------------------
@@ -687,19 +710,43 @@ class NonlinearityRules(TorchFunctionMode):
     def __enter__(self) -> "NonlinearityRules":
         for rule in self.composite.rules:
             rule.begin()
+        # inputs of in-place calls the rules computed out of place: id -> (weakref, label)
+        self._stale: dict[int, tuple[weakref.ref, str]] = {}
         return super().__enter__()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self._stale:
+            self.check_not_stale((*args, *(kwargs or {}).values()))
         rule = self.composite.table.get(func)
         if rule is None:  # most calls (convolutions, additions): no copy, no scan
             return func(*args, **(kwargs or {}))
         kwargs = dict(kwargs or {})
         if not depends_on_input(args, kwargs):
             return func(*args, **kwargs)
+        inplace = _is_inplace(func, args, kwargs)
         out = rule.apply(func, tuple(args), kwargs)
         if out is NotImplemented:
             return func(*args, **kwargs)
+        if inplace and isinstance(args[0], Tensor) and out is not args[0]:
+            self._stale[id(args[0])] = (weakref.ref(args[0]), op_label(func))
         self.calls += 1
         self.counts[rule] += 1
         self.op_calls[op_label(func)] += 1
         return out
+
+    def check_not_stale(self, values: Iterable) -> None:
+        """``ValueError`` if one of ``values`` is the input of an in-place call that a rule
+        computed out of place: the model ignored the call's result and goes on with a tensor
+        that, unlike in the model, was not modified, so the map would be silently wrong.
+        Called on every intercepted call's arguments and on the model's output."""
+        stale = getattr(self, "_stale", None)
+        if not stale:
+            return
+        for a in _flat(values):
+            entry = stale.get(id(a)) if isinstance(a, Tensor) else None
+            if entry is not None and entry[0]() is a:
+                raise ValueError(
+                    f"the model ignores the result of the in-place {entry[1]} and keeps using "
+                    f"the tensor it was called on; the {self.composite.name!r} rule computes "
+                    "it out of place, so the map would be wrong. Use the returned tensor "
+                    "(x = x.relu_(), x = F.relu(x, inplace=True)) or an nn.ReLU module")

@@ -172,9 +172,11 @@ def plan(cfg: BenchConfig, setup: Setup) -> Plan:
         samples = tuple(idx.tolist())
         shared = {"kind": "bench", "model": setup.fingerprint, "data": setup.data_spec,
                   "samples": samples, "target": cfg.target, "seed": cfg.seed}
+        # the device type names the numbers too (CUDA draws other noise, rounds otherwise);
+        # the batch size does through the samples of each unit
         units = tuple(Unit("bench", setup.fingerprint, setup.data_spec, samples,
                            setup.method_specs[m], setup.metric_specs[k], cfg.seed,
-                           {"target": cfg.target})
+                           {"target": cfg.target, "device": torch.device(cfg.device).type})
                       for m in setup.methods for k in setup.metrics)
         groups.append(Group(shared, units))
     return Plan(tuple(groups))

@@ -33,6 +33,7 @@ expansions apply :func:`expand_args` / :func:`map_batched` to the args. Methods 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import inspect
 import math
@@ -149,6 +150,8 @@ class ModelInputError(ValueError):
 
 # ------------------------------------------------------------------------------------ method
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
 class Attribution:
     """An attribution method bound to a model.
 
@@ -178,13 +181,17 @@ class Attribution:
     wraps: ClassVar[str | None] = None
     # takes a tuple of input tensors (a multi-input model); _attribute then gets tuples
     multi_input: ClassVar[bool] = False
+    # low-precision model dtypes (the inputs' dtype) whose maps hold: the method computes in
+    # float32 and only the model runs in that dtype; other low-precision dtypes are refused
+    # (methods that rank, threshold or select on gradients, which that rounding changes)
+    low_precision: ClassVar[tuple[torch.dtype, ...]] = LOW_PRECISION
 
     def __init__(self, model: Callable[..., Tensor], **options: Any) -> None:
         if not callable(model):
             raise TypeError(f"model must be callable (a torch.nn.Module or a function "
                             f"returning the model's outputs), got {type(model).__name__}")
-        self.forward_func = model
-        self.model: nn.Module | None = module_of(model)
+        self.forward_func = uncompiled(model)
+        self.model: nn.Module | None = module_of(self.forward_func)
         self.defaults: dict[str, Any] = {}
         self.defaults = self.resolve_options(options)
 
@@ -369,14 +376,31 @@ class Attribution:
         :meth:`guard`: the model in eval mode and parameter gradients off (restored
         afterwards). ``target=None`` is the predicted class, computed with
         ``additional_forward_args``."""
+        if torch.is_inference_mode_enabled():  # attributions need autograd: run outside it
+            with torch.inference_mode(False):
+                return self.guarded(inputs, target, fn, additional_forward_args)
         xs, is_tuple = self.validate_inputs(inputs)
         t = resolve_target(target, xs[0].shape[0], xs[0].device)
-        xs = tuple(x.detach() for x in xs)
+        # inference tensors (made under torch.inference_mode) cannot enter autograd: copies
+        xs = tuple(x.clone() if x.is_inference() else x.detach() for x in xs)
+        t = t.clone() if t is not None and t.is_inference() else t
+        low = next((x.dtype for x in xs if x.dtype in LOW_PRECISION), None)
+        if low is not None and low not in type(self).low_precision:
+            raise ValueError(f"{self.name or type(self).__name__} does not support {low} models: "
+                             "it ranks, thresholds or selects on the model's gradients, which "
+                             f"{low} rounding changes (maps far off the float32 model's); "
+                             "attribute a float32 copy, copy.deepcopy(model).float(), "
+                             "with float32 inputs")
+        token = _MODEL_DTYPE.set(low) if low is not None and _MODEL_DTYPE.get() is None \
+            else None
         try:
             with self.guard():
+                if token is not None:  # the method computes in float32, the model in `low`
+                    xs = tuple(x.float() if x.dtype in LOW_PRECISION else x for x in xs)
                 if t is None:
                     t = self.predict(xs, as_args(additional_forward_args))
-                return fn(xs if is_tuple else xs[0], t)
+                out = fn(xs if is_tuple else xs[0], t)
+                return out if token is None else _cast_floats(out, low)
         except ModelInputError as err:
             given = ", ".join(str(tuple(x.shape)) for x in xs)
             if err.shapes == given or err.outer:
@@ -384,6 +408,9 @@ class Attribution:
             raise ModelInputError(err.shapes, f"{err.first}; the method built that batch from "
                                   f"inputs of shape {given} (inputs must be batched, (N, ...))",
                                   err.first) from err
+        finally:
+            if token is not None:
+                _MODEL_DTYPE.reset(token)
 
     def predict(self, inputs: InputsLike, additional_forward_args: Any = ()) -> Tensor:
         """Predicted class per sample (one forward pass without gradients); 0 for a model
@@ -396,9 +423,16 @@ class Attribution:
         """``forward_func(*inputs)`` as (N, num_classes) outputs: a (N,) output (one value per
         sample) becomes (N, 1); any other shape, and a shape error raised inside the model, is
         a ``ValueError`` naming the shapes it was given."""
+        low = _MODEL_DTYPE.get()
+        if low is not None:  # a low-precision model: only its forward runs in `low`
+            inputs = tuple(i.to(low) if isinstance(i, Tensor) and i.dtype == torch.float32
+                           else i for i in inputs)
         try:
             out = self.forward_func(*inputs)
+            if low is not None and isinstance(out, Tensor) and out.dtype == low:
+                out = out.float()
         except (RuntimeError, ValueError) as err:
+            self._check_dtypes(inputs, err)
             words = ("shape", "size", "channels", "dimension", "D input")
             if not any(w in str(err) for w in words):
                 raise
@@ -412,6 +446,19 @@ class Attribution:
             raise ValueError(f"the model must return (N, num_classes) logits or (N,) outputs; "
                              f"got {shape}")
         return out
+
+    def _check_dtypes(self, inputs: tuple, err: Exception) -> None:
+        """After the model raised ``err``: a ``TypeError`` naming both dtypes when the inputs'
+        floating dtype is not the model's parameters' (torch's own message names neither
+        the inputs nor the fix)."""
+        params = [] if self.model is None else [
+            p.dtype for p in self.model.parameters() if p.is_floating_point()]
+        given = {i.dtype for i in inputs if isinstance(i, Tensor) and i.is_floating_point()}
+        if params and given and given != {params[0]} and "type" in str(err):
+            names = ", ".join(sorted(str(d) for d in given))
+            raise TypeError(f"the inputs are {names} but the model's parameters are "
+                            f"{params[0]}: pass inputs of the model's dtype "
+                            f"(x.to({params[0]}))") from err
 
     def _attribute(self, inputs: Any, target: Tensor, **options: Any) -> Any:
         raise NotImplementedError
@@ -467,7 +514,7 @@ class Attribution:
             self.base = base
         else:
             self.base = get(base, model, **rest)
-        if self.base.forward_func != model:
+        if self.base.forward_func != uncompiled(model):
             raise ValueError("the base method must be built on the same model")
         return own
 
@@ -485,6 +532,36 @@ class Attribution:
 # ------------------------------------------------------------------- inputs and forward args
 
 InputsLike = Tensor | tuple[Tensor, ...]
+
+
+# While a method runs on inputs of a low-precision dtype (the model's), that dtype: the method
+# then computes in float32 (paths, masks, optimiser state, rule multipliers outside the model)
+# and Attribution.forward casts the model's float32 inputs to it and its outputs back;
+# the maps are returned in the inputs' dtype. A ContextVar: per thread, shared by nested calls
+# (a wrapper's base method sees float32 inputs but the model still needs `low`).
+_MODEL_DTYPE: contextvars.ContextVar = contextvars.ContextVar("attrlab_model_dtype",
+                                                              default=None)
+
+
+def _cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    """``value`` (a tensor or a tuple of them, nested) with float32 tensors cast to ``dtype``."""
+    if isinstance(value, tuple):
+        return tuple(_cast_floats(v, dtype) for v in value)
+    if isinstance(value, Tensor) and value.dtype == torch.float32:
+        return value.to(dtype)
+    return value
+
+
+def uncompiled(forward_func: Callable) -> Callable:
+    """The original module of a ``torch.compile``'d one (``OptimizedModule._orig_mod``), else
+    ``forward_func`` itself. Attributions run the module uncompiled: a graph compiled before
+    attrlab registered its hooks (FullGrad, Grad-CAM, DGA) or rule mode (GBP, DeepLIFT)
+    bypasses them, and the maps were silently wrong. The parameters are shared, so the
+    compiled module is explained as it is; the user's compiled module is not touched."""
+    while isinstance(forward_func, nn.Module) and isinstance(
+            getattr(forward_func, "_orig_mod", None), nn.Module):
+        forward_func = forward_func._orig_mod
+    return forward_func
 
 
 def module_of(forward_func: Callable) -> nn.Module | None:

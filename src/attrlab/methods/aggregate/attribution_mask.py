@@ -40,6 +40,7 @@ class AttributionMask(Attribution):
     name = "attribution_mask"
     signed = False
     reference = "paper 01, Algorithm 1, eq. 11"
+    low_precision = (torch.float16,)  # others: far off the float32 map (test_reliability)
     wraps = "base"
     options = {"iterations": Option(10, _iterations, "I, the number of recursive masks")}
 

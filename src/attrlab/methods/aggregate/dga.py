@@ -87,6 +87,7 @@ class DistilledGradientAggregation(Attribution):
     name = "dga"
     signed = False
     reference = "paper 04, Algorithm 1, eqs. 6-12"
+    low_precision = ()  # others: far off the float32 map (test_reliability)
     options = {
         "n_steps": Option(30, _n_steps, "N, the length of the distillation sequence"),
         "q": Option(0.9, _q, "EPC threshold (eq. 10)"),

@@ -26,6 +26,7 @@ def rule_gradient(attr: Attribution, rule: NonlinearityRules, inputs: Tensor | t
     with torch.enable_grad():
         with rule:
             out = attr.forward(*xs, *args)
+        rule.check_not_stale((out,))  # the model returned a tensor whose in-place op it ignored
         needs = rule.composite.needs
         if rule.calls == 0 and needs is not None:
             # DeepLIFT of a linear model is well defined (the gradient); GBP and RectGrad

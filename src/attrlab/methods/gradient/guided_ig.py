@@ -152,6 +152,7 @@ class GuidedIntegratedGradients(BaselineMixin, Attribution):
 
     name = "guided_ig"
     reference = "Kapishnikov et al. 2021, Algorithm 1"
+    low_precision = ()  # others: far off the float32 map (test_reliability)
     options = {
         "n_steps": Option(200, _guided_ig_check, "path steps"),
         "fraction": Option(0.25, _guided_ig_check, "share of features moved at a time"),
