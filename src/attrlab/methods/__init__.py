@@ -21,6 +21,7 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
+from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -37,4 +38,5 @@ __all__ = [
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
     "LayerGradCam",
+    "Occlusion", "FeatureAblation", "Rise", "Lime", "KernelShap",
 ]
