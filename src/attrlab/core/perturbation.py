@@ -541,4 +541,5 @@ def rise_masks(grids: Tensor, shifts: Tensor, size: Sequence[int], device: Any,
     rows = (shifts[:, :1] + torch.arange(h).view(1, -1)).to(device)  # (k, H)
     cols = (shifts[:, 1:] + torch.arange(w).view(1, -1)).to(device)  # (k, W)
     idx = torch.arange(grids.shape[0], device=device).view(-1, 1, 1)
-    return up[idx, 0, rows.unsqueeze(2), cols.unsqueeze(1)].unsqueeze(1)
+    # clamped: bilinear weights may round a kept region to 1 + 1 ulp
+    return up[idx, 0, rows.unsqueeze(2), cols.unsqueeze(1)].unsqueeze(1).clamp_(0, 1)

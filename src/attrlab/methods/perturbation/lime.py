@@ -75,12 +75,13 @@ def lasso_fit(z: Tensor, y: Tensor, w: Tensor, alpha: float) -> Tensor:
     """Weighted lasso with an intercept by scikit-learn's ``Lasso`` (coordinate descent), one
     small fit per sample on the host (sklearn's objective: sum_s w_s (y_s - b - z_s . beta)^2 /
     (2 sum_s w_s) + alpha |beta|_1)."""
+    import numpy as np
     from sklearn.linear_model import Lasso
 
     zs, ys, ws = (t.detach().double().cpu().numpy() for t in (z, y, w))
     coefs = [Lasso(alpha=alpha).fit(zi, yi, sample_weight=wi).coef_ for zi, yi, wi in
              zip(zs, ys, ws)]
-    return torch.tensor(coefs, dtype=torch.float64, device=z.device)
+    return torch.from_numpy(np.stack(coefs)).to(z.device, torch.float64)
 
 
 def lime_kernel(z: Tensor, n_features: Tensor, kernel_width: float) -> Tensor:
