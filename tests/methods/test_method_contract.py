@@ -14,7 +14,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # cheap options so the whole matrix runs in seconds
 SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3},
-         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2}}
+         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
+         "occlusion": {"sliding_window_shapes": 4, "strides": 2},
+         "feature_ablation": {"feature_mask": 4}, "rise": {"n_masks": 40, "cells": 3},
+         "lime": {"n_samples": 30, "feature_mask": 2},
+         "kernel_shap": {"n_samples": 30, "feature_mask": 2}}
 
 
 class Net(nn.Module):

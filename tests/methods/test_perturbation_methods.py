@@ -16,6 +16,7 @@ from torch import nn
 
 from attrlab import methods
 from attrlab.core.perturbation import feature_ids, rise_grids, rise_masks
+from attrlab.experiments.bench import DEFAULT_COST_CAP, default_methods
 from attrlab.methods.perturbation.kernel_shap import shapley_kernel
 from attrlab.methods.perturbation.lime import lime_kernel
 
@@ -342,8 +343,9 @@ def test_costs_follow_the_options():
     assert occ.cost(sliding_window_shapes=4, strides=2, sample_shape=(3, 8, 8)) == 1 + 9
     assert methods.method_class("feature_ablation").cost(feature_mask=4) == 17
     # every default exceeds the bench's default cap: `attrlab bench` runs them on request only
-    for name in ("occlusion", "feature_ablation", "rise", "lime", "kernel_shap"):
-        assert methods.method_class(name).cost() > 200
+    costly = {"occlusion", "feature_ablation", "rise", "lime", "kernel_shap"}
+    assert all(methods.method_class(name).cost() > DEFAULT_COST_CAP for name in costly)
+    assert set(methods.available()) - set(default_methods()) == costly
 
 
 def test_bad_options_are_refused_early():
@@ -358,3 +360,17 @@ def test_bad_options_are_refused_early():
         methods.get("rise", nn.Linear(4, 2)).attribute(torch.randn(2, 4), 0)
     with pytest.raises(ValueError, match="p must be"):
         methods.get("rise", model, p=0.0)
+
+
+@pytest.mark.parametrize("name, opts", [("rise", {"n_masks": 20, "cells": 3}),
+                                        ("lime", {"n_samples": 20, "feature_mask": 2}),
+                                        ("kernel_shap", {"n_samples": 20, "feature_mask": 2})])
+def test_random_methods_draw_from_their_generator_only(name, opts):
+    m, x = methods.get(name, conv_net(), **opts), images(2)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = m.attribute(x, 1, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.rand(3), before)  # the global RNG was not drawn from
+    assert torch.equal(m.attribute(x, 1), m.attribute(x, 1, **m.seeded(0)))
+    assert not torch.equal(a, m.attribute(x, 1, generator=torch.Generator().manual_seed(6)))
