@@ -7,7 +7,11 @@ import math
 
 import pytest
 import torch
-from captum._utils.models.linear_model import SkLearnLasso, SkLearnLinearRegression, SkLearnRidge
+from captum._utils.models.linear_model import (
+    SkLearnLasso,
+    SkLearnLinearRegression,
+    SkLearnRidge,
+)
 from captum.attr import FeatureAblation as CaptumAblation
 from captum.attr import KernelShap as CaptumKernelShap
 from captum.attr import Lime as CaptumLime

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,7 +27,6 @@ from ..base import (
 from .feature_ablation import (
     BASELINES,
     BATCH,
-    REFERENCE_SHAPE,
     baselines_like,
     feature_mask_option,
     logits,

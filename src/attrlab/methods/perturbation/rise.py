@@ -8,7 +8,14 @@ import torch
 from torch import Tensor
 
 from ...core.perturbation import perturbed_outputs, rise_grids, rise_masks
-from ..base import Attribution, Option, generator_or_none, number_in, positive_int, register
+from ..base import (
+    Attribution,
+    Option,
+    generator_or_none,
+    number_in,
+    positive_int,
+    register,
+)
 from .feature_ablation import BATCH, row_forward
 
 
@@ -67,7 +74,7 @@ class Rise(Attribution):
                                inputs.dtype)  # (k, 1, H, W)
             sample_of_row = torch.arange(n, device=dev).repeat(k)  # row j * n + i
             probs = perturbed_outputs(forward, inputs, zero, sample_of_row,
-                                      lambda r: masks[r // n], target, k * n)
+                                      lambda r, m=masks: m[r // n], target, k * n)
             saliency += torch.einsum("kn,khw->nhw", probs.view(k, n).to(inputs.dtype),
                                      masks[:, 0])
         return (saliency / (n_masks * p)).unsqueeze(1).expand_as(inputs).clone()
