@@ -142,5 +142,6 @@ def test_bound_options_pass_through_every_wrapper(wrapper, base, opts, model):
 
 def test_every_method_is_in_the_contract():
     assert set(NAMES) >= {"saliency", "gxi", "ig", "deeplift", "deepshap", "smoothgrad",
-                          "gradcam", "fullgrad", "dga", "attribution_mask"}
+                          "gradcam", "fullgrad", "dga", "attribution_mask", "occlusion",
+                          "feature_ablation", "rise", "lime", "kernel_shap"}
     assert WRAPPERS == ["attribution_mask", "smoothgrad"]

@@ -378,3 +378,30 @@ def test_random_methods_draw_from_their_generator_only(name, opts):
     assert torch.equal(torch.rand(3), before)  # the global RNG was not drawn from
     assert torch.equal(m.attribute(x, 1), m.attribute(x, 1, **m.seeded(0)))
     assert not torch.equal(a, m.attribute(x, 1, generator=torch.Generator().manual_seed(6)))
+
+
+@pytest.mark.parametrize("name", ["lime", "kernel_shap"])
+def test_samples_with_different_feature_counts_in_one_batch(name):
+    """Padding columns of a sample with fewer features change nothing: the batch equals each
+    sample on its own with its own columns of the injected samples."""
+    model, x, t = conv_net(), images(2), torch.tensor([1, 4])
+    mask = torch.stack([torch.arange(100).view(1, 10, 10) // 34,      # 3 features
+                        torch.arange(100).view(1, 10, 10) // 20])     # 5 features
+    z = torch.randint(0, 2, (2, 40, 5), generator=torch.Generator().manual_seed(0))
+    z[:, 0], z[:, 1] = 1, 0
+    m = methods.get(name, model, **({"sampler": "bernoulli"} if name == "kernel_shap" else {}))
+    batch = m.attribute(x, t, feature_mask=mask, samples=z)
+    for i, f in ((0, 3), (1, 5)):
+        single = m.attribute(x[i:i + 1], t[i:i + 1], feature_mask=mask[i:i + 1],
+                             samples=z[i:i + 1, :, :f])
+        torch.testing.assert_close(batch[i:i + 1], single, rtol=1e-7, atol=1e-9)  # pinv, 1e6 weights
+
+
+def test_quickshift_superpixels_follow_the_image():
+    img = torch.zeros(1, 3, 32, 32)
+    img[:, 0, :, 16:] = 1.0  # red right half
+    img[:, 2, :, :16] = 1.0  # blue left half
+    ids, n = feature_ids(img, "quickshift")
+    assert n.item() >= 2
+    left, right = set(ids[0, 0, :, :16].unique().tolist()), set(ids[0, 0, :, 16:].unique().tolist())
+    assert not left & right  # no superpixel crosses the colour edge

@@ -276,8 +276,12 @@ def perturbed_outputs(forward: Callable[[Tensor, Tensor], Tensor], inputs: Tenso
         r = torch.arange(start, min(start + batch_size, total), device=inputs.device)
         n = sample_of_row[r]
         k = keep_of_rows(r)
-        x, b = inputs[n], repl[n]
-        rows = torch.where(k, x, b) if k.dtype == torch.bool else torch.lerp(b, x, k.to(x.dtype))
+        if k.dtype == torch.bool:
+            rows = torch.where(k, inputs[n], repl[n])
+        else:  # b + k (x - b), in place: two row-sized buffers at a time
+            b = repl[n]
+            rows = inputs[n].sub_(b).mul_(k.to(inputs.dtype)).add_(b)
+            del b
         logits = forward(rows, n)
         if start == 0:  # every target at once: one host sync per call
             check_target_range(targets, logits.shape[1])
