@@ -165,7 +165,9 @@ def bench_method(name: str, model: nn.Module, x: Tensor, y: Tensor, fit_data: An
             "ratio": med["method"] / med["floor"] if med["floor"] else None,
             "calls": len(rec.calls), "rows_per_sample": rows / x.shape[0],
             "backward_calls": sum(g for _, g in rec.calls),
-            "cost_at_defaults": cls.cost(), "samples_s": samples}
+            # input-size dependent costs (occlusion, feature ablation) at this input's shape
+            "cost_at_defaults": cls.cost(sample_shape=tuple(x.shape[1:])),
+            "samples_s": samples}
 
 
 def markdown(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:

@@ -17,7 +17,11 @@ SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_s
          "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
          "meaningful_perturbation": {"iterations": 4, "blur_sigma": 2.0},
          "extremal_perturbation": {"iterations": 4, "areas": (0.1, 0.3), "step": 2,
-                                   "sigma": 3.0}}
+                                   "sigma": 3.0},
+         "occlusion": {"sliding_window_shapes": 4, "strides": 2},
+         "feature_ablation": {"feature_mask": 4}, "rise": {"n_masks": 40, "cells": 3},
+         "lime": {"n_samples": 30, "feature_mask": 2},
+         "kernel_shap": {"n_samples": 30, "feature_mask": 2}}
 
 
 class Net(nn.Module):
@@ -141,5 +145,6 @@ def test_bound_options_pass_through_every_wrapper(wrapper, base, opts, model):
 
 def test_every_method_is_in_the_contract():
     assert set(NAMES) >= {"saliency", "gxi", "ig", "deeplift", "deepshap", "smoothgrad",
-                          "gradcam", "fullgrad", "dga", "attribution_mask"}
+                          "gradcam", "fullgrad", "dga", "attribution_mask", "occlusion",
+                          "feature_ablation", "rise", "lime", "kernel_shap"}
     assert WRAPPERS == ["attribution_mask", "smoothgrad"]

@@ -12,7 +12,9 @@ from attrlab import methods
 CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}}
 CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"},
         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
-        "guided_ig": {"n_steps": 4}}
+        "guided_ig": {"n_steps": 4}, "occlusion": {"sliding_window_shapes": 16, "strides": 16},
+        "feature_ablation": {"feature_mask": 2}, "rise": {"n_masks": 8, "cells": 4},
+        "lime": {"n_samples": 8}, "kernel_shap": {"n_samples": 8, "feature_mask": 2}}
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     b.add_argument("--input-size", type=int, help="input size of --model")
     b.add_argument("--dataset", help="data set (default: the checkpoint's)")
     b.add_argument("--split", choices=("train", "test"), help="split (default test)")
-    b.add_argument("--methods", help="comma-separated method names (default: all registered)")
+    b.add_argument("--methods", help="comma-separated method names (default: every registered "
+                   "method costing at most 200 passes per sample at its defaults)")
     b.add_argument("--metrics", help="comma-separated metric names (default: all fast metrics)")
     b.add_argument("--method-arg", action="append", metavar="METHOD.KEY=VALUE",
                    help="method option, repeatable (e.g. ig.n_steps=16)")

@@ -37,10 +37,15 @@ def parse_method_args(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
 
 
 def parse_methods(text: str | None) -> list[str]:
-    """``"saliency,ig"`` -> ["saliency", "ig"]; ``"all"`` or None -> every registered method."""
+    """``"saliency,ig"`` -> ["saliency", "ig"]; ``"all"`` -> every registered method; None ->
+    the default set (methods up to the bench's cost cap, see
+    :func:`~attrlab.experiments.bench.default_methods`)."""
+    from ..experiments.bench import default_methods
     from ..methods import available
 
-    if text is None or text.strip() == "all":
+    if text is None:
+        return default_methods()
+    if text.strip() == "all":
         return available()
     names = [s.strip() for s in text.split(",") if s.strip()]
     if not names:

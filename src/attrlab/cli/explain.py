@@ -75,7 +75,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def add_explain_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``explain`` subcommand to the ``attrlab`` subparsers ``sub``."""
-    from ..methods import available
+    from ..experiments.bench import default_methods
 
     e = sub.add_parser(
         "explain", help="attribution maps of a model for some inputs (PNG grid + npz arrays)",
@@ -102,7 +102,8 @@ def add_explain_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
                    help="image side in pixels for --model (default: 224)")
     m = e.add_argument_group("methods")
     m.add_argument("--methods", metavar="LIST",
-                   help=f"comma-separated methods or 'all' (default: all: {', '.join(available())})")
+                   help="comma-separated methods or 'all' (default: every method costing at most "
+                   f"200 passes per sample: {', '.join(default_methods())})")
     m.add_argument("--method-arg", action="append", metavar="METHOD.KEY=VALUE",
                    help="a method option, repeatable (e.g. ig.n_steps=16, "
                    "gradcam.layer=features.10, smoothgrad.base=gxi, saliency.abs=false, "

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_target_range
+from .rng import generator_for
 
 BASELINES = ("zero", "mean", "blur")
 OUTPUTS = ("prob", "logit")
@@ -243,17 +244,50 @@ def masked_outputs(model: nn.Module, inputs: Tensor, repl: Tensor, layout: Featu
     True replaced by ``repl`` (``insert=False``), or ``repl`` with those features taken from
     the input (``insert=True``). Returns the (R,) selected outputs.
     """
-    x3, b3 = layout.view(inputs), layout.view(repl)
+    shape = inputs.shape[1:]
+
+    def keep(r: Tensor) -> Tensor:
+        m = layout.expand(mask_of_rows(r))
+        return m if insert else ~m
+
+    return perturbed_outputs(lambda rows, n: model(rows.reshape(n.shape[0], *shape)),
+                             layout.view(inputs), layout.view(repl), sample_of_row, keep,
+                             targets, batch_size, transform)
+
+
+@torch.no_grad()
+def perturbed_outputs(forward: Callable[[Tensor, Tensor], Tensor], inputs: Tensor, repl: Tensor,
+                      sample_of_row: Tensor, keep_of_rows: Callable[[Tensor], Tensor],
+                      targets: Tensor, batch_size: int,
+                      transform: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """The masked forward of every perturbation method and metric: (R,) selected outputs.
+
+    Row r is ``repl[n] + k * (inputs[n] - repl[n])`` for ``n = sample_of_row[r]`` and the keep
+    mask ``k = keep_of_rows(rows)[r]`` (broadcasting to ``(len(rows), *inputs.shape[1:])``): a
+    bool mask keeps the input where True (``torch.where``, exact), a float mask blends (RISE's
+    soft masks, ``x * M`` for a zero ``repl``). Rows are built lazily and pushed through
+    ``forward(rows, n)`` (which receives the sample index of each row, so per-sample forward
+    arguments can follow) ``batch_size`` rows at a time under ``torch.no_grad``; the output is
+    the target column of ``transform(logits)`` (default: softmax probabilities).
+    """
     total = sample_of_row.shape[0]
     out = []
     for start in range(0, total, batch_size):
         r = torch.arange(start, min(start + batch_size, total), device=inputs.device)
         n = sample_of_row[r]
-        m = layout.expand(mask_of_rows(r))
-        rows = torch.where(m, x3[n], b3[n]) if insert else torch.where(m, b3[n], x3[n])
-        rows = rows.reshape(r.shape[0], *inputs.shape[1:])
-        out.append(batched_scores(model, rows, targets[n], r.shape[0], transform))
-    return torch.cat(out)
+        k = keep_of_rows(r)
+        if k.dtype == torch.bool:
+            rows = torch.where(k, inputs[n], repl[n])
+        else:  # b + k (x - b), in place: two row-sized buffers at a time
+            b = repl[n]
+            rows = inputs[n].sub_(b).mul_(k.to(inputs.dtype)).add_(b)
+            del b
+        logits = forward(rows, n)
+        if start == 0:  # every target at once: one host sync per call
+            check_target_range(targets, logits.shape[1])
+        vals = torch.softmax(logits, 1) if transform is None else transform(logits)
+        out.append(vals.gather(1, targets[n].view(-1, 1)).squeeze(1))
+    return torch.cat(out) if out else inputs.new_zeros(0)
 
 
 @torch.no_grad()
@@ -268,3 +302,248 @@ def batched_scores(model: nn.Module, rows: Tensor, targets: Tensor, batch_size: 
         vals = torch.softmax(logits, 1) if transform is None else transform(logits)
         out.append(vals.gather(1, targets[i:i + batch_size].view(-1, 1)).squeeze(1))
     return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# feature masks, windows, samplers and masks of the perturbation methods
+# ----------------------------------------------------------------------------------------------
+
+SEGMENTATIONS = ("quickshift", "slic")
+# scikit-image parameters: quickshift as the ``lime`` package's default SegmentationAlgorithm,
+# SLIC with scikit-image's defaults
+SEGMENTATION_DEFAULTS = {"quickshift": {"kernel_size": 4, "max_dist": 200, "ratio": 0.2},
+                         "slic": {"n_segments": 100, "compactness": 10.0}}
+
+
+def superpixels(inputs: Tensor, algorithm: str, seed: int = 0, **params: Any) -> Tensor:
+    """Superpixel ids (N, 1, H, W) of a batch of (N, C, H, W) images by scikit-image.
+
+    Each image is min-max scaled to [0, 1] first (the models' inputs are normalised; scikit-image
+    expects an intensity image); one- or two-channel images are repeated to RGB. ``quickshift``
+    (``lime``'s defaults ``kernel_size=4, max_dist=200, ratio=0.2``, on the CIELAB conversion
+    of the [0, 1] image, seeded with ``seed``) or ``slic`` (``n_segments=100,
+    compactness=10``). scikit-image runs on the host, one image at a time.
+    """
+    if algorithm not in SEGMENTATIONS:
+        raise ValueError(f"unknown segmentation {algorithm!r}; use one of {SEGMENTATIONS}")
+    if inputs.dim() != 4:
+        raise ValueError(f"superpixels need image inputs (N, C, H, W); got shape "
+                         f"{tuple(inputs.shape)}")
+    from skimage.segmentation import quickshift, slic
+
+    opts = {**SEGMENTATION_DEFAULTS[algorithm], **params}
+    x = inputs.detach().to("cpu", torch.float64)
+    lo = x.amin((1, 2, 3), keepdim=True)
+    span = (x.amax((1, 2, 3), keepdim=True) - lo).clamp_min(1e-12)
+    x = ((x - lo) / span).permute(0, 2, 3, 1).numpy()
+    if x.shape[-1] != 3:
+        x = x[..., :1].repeat(3, -1) if x.shape[-1] < 3 else x[..., :3]
+    segs = []
+    for img in x:
+        if algorithm == "quickshift":
+            seg = quickshift(img, rng=seed, convert2lab=True, **opts)
+        else:
+            seg = slic(img, start_label=0, channel_axis=-1, **opts)
+        segs.append(torch.from_numpy(seg.astype("int64")))
+    return torch.stack(segs).unsqueeze(1).to(inputs.device)
+
+
+def patch_ids(sample_shape: Sequence[int], grid: int) -> Tensor:
+    """Ids (1, 1, H, W) of a ``grid`` x ``grid`` partition of an image (as :class:`FeatureLayout`)."""
+    layout = FeatureLayout(sample_shape, grid=grid)
+    return layout.index.view(1, 1, *sample_shape[1:])
+
+
+def feature_ids(inputs: Tensor, feature_mask: Any, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Interpretable features of every sample: ``(ids, n_features)``.
+
+    ``feature_mask`` is ``None`` (every input entry its own feature, Captum's default),
+    ``"quickshift"`` / ``"slic"`` (superpixels, :func:`superpixels`), ``"tokens"`` (every
+    position of dimension 1 of (N, L, ...) inputs, e.g. the token embeddings of a sequence), an
+    int g (a g x g patch partition of images) or an integer tensor broadcasting to the inputs
+    (Captum's ``feature_mask``: (1, ...) shared by the batch, or (N, ...) per sample).
+
+    ``ids`` has shape (N, *s) with ``s`` broadcasting to ``inputs.shape[1:]`` and values relabelled
+    per sample to 0..n_features[i]-1 in increasing order of the given ids (so a Captum mask with
+    ids 0..F-1 keeps its numbering); ``n_features`` is (N,) long.
+    """
+    n, shape = inputs.shape[0], tuple(inputs.shape[1:])
+    if feature_mask is None:
+        ids = torch.arange(math.prod(shape), device=inputs.device).view(1, *shape)
+    elif isinstance(feature_mask, str):
+        if feature_mask in SEGMENTATIONS:
+            ids = superpixels(inputs, feature_mask, seed)
+        elif feature_mask == "tokens":
+            if inputs.dim() < 3:
+                raise ValueError(f"feature_mask='tokens' needs (N, L, ...) sequence inputs; got "
+                                 f"shape {tuple(inputs.shape)}")
+            ids = torch.arange(shape[0], device=inputs.device).view(1, -1, *([1] * (len(shape) - 1)))
+        else:
+            raise ValueError(f"unknown feature_mask {feature_mask!r}; use None, "
+                             f"{', '.join(map(repr, SEGMENTATIONS))}, 'tokens', an int (patch grid) "
+                             "or an integer tensor")
+    elif isinstance(feature_mask, int) and not isinstance(feature_mask, bool):
+        ids = patch_ids(shape, feature_mask).to(inputs.device)
+    elif isinstance(feature_mask, Tensor):
+        if feature_mask.is_floating_point() or feature_mask.is_complex() \
+                or feature_mask.dtype == torch.bool:
+            raise ValueError(f"feature_mask must be an integer tensor, got {feature_mask.dtype}")
+        ids = feature_mask.to(inputs.device, torch.long)
+        if ids.dim() != inputs.dim() or ids.shape[0] not in (1, n):
+            raise ValueError(f"feature_mask must have shape (1 or N, ...) broadcasting to the "
+                             f"inputs {tuple(inputs.shape)}; got {tuple(ids.shape)}")
+        try:
+            torch.broadcast_shapes(ids.shape[1:], shape)
+        except RuntimeError as err:
+            raise ValueError(f"feature_mask of shape {tuple(ids.shape)} does not broadcast to "
+                             f"the inputs {tuple(inputs.shape)}") from err
+        if any(a not in (1, b) for a, b in zip(ids.shape[1:], shape)):
+            raise ValueError(f"feature_mask of shape {tuple(ids.shape)} does not broadcast to "
+                             f"the inputs {tuple(inputs.shape)}")
+    else:
+        raise ValueError(f"feature_mask must be None, a name, an int or an integer tensor; got "
+                         f"{type(feature_mask).__name__}")
+    ids = ids.expand(n, *ids.shape[1:])
+    flat = ids.reshape(n, -1)
+    lo = flat.amin(1, keepdim=True)
+    span = int((flat - lo).max()) + 1
+    key = torch.arange(n, device=ids.device).view(-1, 1) * span + (flat - lo)
+    uniq, inverse = torch.unique(key, return_inverse=True)
+    per_sample = torch.bincount(uniq // span, minlength=n)
+    first = torch.cumsum(per_sample, 0) - per_sample
+    local = inverse - first.view(-1, 1)
+    return local.view(ids.shape), per_sample
+
+
+def ids_keep(ids: Tensor, keep: Tensor) -> Tensor:
+    """Entry keep mask (R, *s) of rows whose feature keep vectors are ``keep`` (R, F) and whose
+    sample's feature ids (:func:`feature_ids`) are ``ids`` (R, *s)."""
+    return keep.gather(1, ids.reshape(ids.shape[0], -1)).view(ids.shape)
+
+
+def window_grid(shape: Sequence[int], window: Sequence[int], strides: Sequence[int]
+                ) -> list[Tensor]:
+    """Start of every sliding window along each dimension, as Captum's ``Occlusion``:
+    ``ceil((d - w) / s) + 1`` starts ``0, s, 2s, ...`` per dimension (the last window is cut at
+    the border)."""
+    starts = []
+    for d, w, s in zip(shape, window, strides):
+        if w > d:
+            raise ValueError(f"sliding window {tuple(window)} is larger than the input "
+                             f"{tuple(shape)}")
+        if s > w and d != w:
+            raise ValueError(f"stride {tuple(strides)} larger than the window {tuple(window)}")
+        starts.append(torch.arange(math.ceil((d - w) / s) + 1) * s)
+    return starts
+
+
+def window_masks(shape: Sequence[int], window: Sequence[int], starts: list[Tensor],
+                 features: Tensor) -> Tensor:
+    """Occlusion masks (R, *shape) bool, True inside window ``features[r]`` (row-major over the
+    window grid of :func:`window_grid`, the last dimension fastest)."""
+    counts = [len(s) for s in starts]
+    out = None
+    rem = features
+    for dim in reversed(range(len(shape))):
+        k = rem % counts[dim]
+        rem = rem // counts[dim]
+        lo = starts[dim].to(features.device)[k].view(-1, *([1] * len(shape)))
+        c = torch.arange(shape[dim], device=features.device).view(
+            [1] + [shape[dim] if i == dim else 1 for i in range(len(shape))])
+        inside = (c >= lo) & (c < lo + window[dim])
+        out = inside if out is None else out & inside
+    return out
+
+
+def bernoulli_samples(n: int, n_samples: int, n_features: Tensor, generator: torch.Generator | None,
+                      first_full: bool = True, device: Any = None) -> Tensor:
+    """LIME's image sampler: (n, S, F_max) 0/1 samples, every feature kept with probability 1/2
+    (the ``lime`` package's ``randint(0, 2)``), the first sample all ones (the unperturbed input)
+    when ``first_full``; columns beyond a sample's ``n_features`` are 0. Drawn on the host from
+    ``generator``."""
+    f_max = int(n_features.max())
+    g = generator_for("cpu", generator)
+    z = torch.randint(0, 2, (n, n_samples, f_max), generator=g, dtype=torch.int64,
+                      device=g.device).cpu()
+    if first_full:
+        z[:, 0] = 1
+    return (z * _valid(n_features, f_max)).to(device)
+
+
+def text_samples(n: int, n_samples: int, n_features: Tensor, generator: torch.Generator | None,
+                 device: Any = None) -> Tensor:
+    """LIME's text sampler (the ``lime`` package's ``LimeTextExplainer``): the first sample all
+    ones, every other one removes a number of features drawn uniformly from 1..M and then a
+    uniform subset of that size. (n, S, F_max) 0/1."""
+    f_max = int(n_features.max())
+    g = generator_for("cpu", generator)
+    u = torch.rand(n, n_samples, generator=g, dtype=torch.float64, device=g.device).cpu()
+    removed = (u * n_features.cpu().view(-1, 1)).long() + 1  # uniform in 1..M
+    keys = torch.rand(n, n_samples, f_max, generator=g, dtype=torch.float64, device=g.device).cpu()
+    keys = keys.masked_fill(~_valid(n_features, f_max).bool(), 2.0)
+    ranks = torch.argsort(torch.argsort(keys, dim=2), dim=2)
+    z = (ranks >= removed.unsqueeze(2)).long() * _valid(n_features, f_max)
+    z[:, 0] = _valid(n_features, f_max).squeeze(1)
+    return z.to(device)
+
+
+def shapley_size_samples(n: int, n_samples: int, n_features: Tensor,
+                         generator: torch.Generator | None, device: Any = None) -> Tensor:
+    """KernelSHAP's sampler (Lundberg & Lee 2017, as Captum's ``KernelShap`` and ``shap``): the
+    full and the empty coalition first, then coalitions whose size k in 1..M-1 is drawn with
+    probability proportional to the Shapley kernel's total weight of that size,
+    (M - 1) / (k (M - k)), and whose members are a uniform k-subset. (n, S, F_max) 0/1."""
+    f_max = int(n_features.max())
+    m = n_features.to(torch.float64).view(-1, 1)
+    k = torch.arange(f_max + 1, dtype=torch.float64).view(1, -1)
+    probs = (m - 1) / (k * (m - k))
+    probs[(k < 1) | (k > m - 1)] = 0.0
+    probs[probs.sum(1) == 0, 0] = 1.0  # one feature: no proper coalition, draw empty ones
+    g = generator_for("cpu", generator)
+    sizes = torch.multinomial(probs.to(g.device), n_samples, replacement=True,
+                              generator=g).cpu()  # (n, S)
+    keys = torch.rand(n, n_samples, f_max, generator=g, dtype=torch.float64, device=g.device).cpu()
+    keys = keys.masked_fill(~_valid(n_features, f_max).bool(), 2.0)
+    ranks = torch.argsort(torch.argsort(keys, dim=2), dim=2)
+    z = (ranks < sizes.unsqueeze(2)).long()
+    z[:, 0] = _valid(n_features, f_max).squeeze(1)
+    if n_samples > 1:
+        z[:, 1] = 0
+    return z.to(device)
+
+
+def _valid(n_features: Tensor, f_max: int) -> Tensor:
+    return (torch.arange(f_max).view(1, 1, -1) < n_features.cpu().view(-1, 1, 1)).long()
+
+
+def rise_grids(n_masks: int, size: Sequence[int], cells: int, p: float,
+               generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """The random part of N RISE masks (Petsiuk et al. 2018, sec. 3.2), drawn on the host from
+    ``generator``: binary ``cells`` x ``cells`` grids (N, cells, cells) bool, every cell kept
+    with probability ``p``, and shifts (N, 2) long in [0, cell) per axis,
+    ``cell = ceil(side / cells)``. N x cells^2 bytes: the full-size masks are made by
+    :func:`rise_masks`, a chunk at a time, so a mask does not depend on the chunking."""
+    g = generator_for("cpu", generator)
+    grids = torch.rand(n_masks, cells, cells, generator=g, device=g.device).cpu() < p
+    cell = [math.ceil(d / cells) for d in size]
+    shifts = torch.stack([torch.randint(0, c, (n_masks,), generator=g, device=g.device).cpu()
+                          for c in cell], 1)
+    return grids, shifts
+
+
+def rise_masks(grids: Tensor, shifts: Tensor, size: Sequence[int], device: Any,
+               dtype: torch.dtype) -> Tensor:
+    """RISE masks (k, 1, H, W) in [0, 1] of grids and shifts from :func:`rise_grids`: each grid
+    bilinearly upsampled to ``(cells + 1) * cell`` per axis (torch's ``align_corners=False``)
+    and cropped to H x W at its shift. Only this chunk of k masks exists, in ``dtype`` on
+    ``device``."""
+    h, w = size
+    cells = grids.shape[-1]
+    ch, cw = math.ceil(h / cells), math.ceil(w / cells)
+    up = F.interpolate(grids.unsqueeze(1).to(device, dtype), size=((cells + 1) * ch,
+                       (cells + 1) * cw), mode="bilinear", align_corners=False)
+    rows = (shifts[:, :1] + torch.arange(h).view(1, -1)).to(device)  # (k, H)
+    cols = (shifts[:, 1:] + torch.arange(w).view(1, -1)).to(device)  # (k, W)
+    idx = torch.arange(grids.shape[0], device=device).view(-1, 1, 1)
+    # clamped: bilinear weights may round a kept region to 1 + 1 ulp
+    return up[idx, 0, rows.unsqueeze(2), cols.unsqueeze(1)].unsqueeze(1).clamp_(0, 1)

@@ -31,6 +31,20 @@ except ModuleNotFoundError:  # Python 3.10
 DEFAULT_CHECKPOINT = "digits_nib_cnn"
 
 
+# the default method set: registered methods costing at most this many passes per sample at
+# their defaults (``Attribution.cost()``); costlier ones (occlusion, feature ablation, RISE,
+# LIME, KernelSHAP) run when named in ``methods``
+DEFAULT_COST_CAP = 200.0
+
+
+def default_methods() -> list[str]:
+    """The methods ``attrlab bench`` runs when none are named: every registered method whose
+    cost per sample at its default options is at most :data:`DEFAULT_COST_CAP`."""
+    from ..methods import available, method_class
+
+    return [m for m in available() if method_class(m).cost() <= DEFAULT_COST_CAP]
+
+
 @dataclass
 class BenchConfig:
     """What to run. Every field can come from a TOML/YAML file and/or command-line options."""
@@ -43,7 +57,7 @@ class BenchConfig:
     dataset: str | None = None          # default: the checkpoint's data set
     split: str = "test"
     limit: int | None = 64              # first N samples of the split (None: all)
-    methods: list[str] | None = None    # default: every registered method
+    methods: list[str] | None = None    # default: registered methods up to DEFAULT_COST_CAP
     metrics: list[str] | None = None    # default: every registered fast metric
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     metric_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -117,7 +131,7 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
     """Load model and data, build methods and metrics; all errors are raised here, early."""
     from .. import metrics as M
     from ..data import load_dataset
-    from ..methods import available, get
+    from ..methods import get
     from ..methods.options import check_options
     from ..models.loading import load_model
     from .fitting import fit_methods, reference_data
@@ -140,7 +154,7 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
         raise ValueError(f"limit must be positive, got {cfg.limit}")
     indices = torch.arange(n)
     notes: list[str] = []
-    method_names = cfg.methods or available()
+    method_names = cfg.methods or default_methods()
     methods = {m: get(m, model, **check_options(m, cfg.method_options.get(m, {})))
                for m in method_names}
     if any(m.needs_data for m in methods.values()):

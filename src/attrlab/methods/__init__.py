@@ -21,6 +21,7 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
+from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -39,4 +40,5 @@ __all__ = [
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
     "LayerGradCam",
     "MeaningfulPerturbation", "ExtremalPerturbation",
+    "Occlusion", "FeatureAblation", "Rise", "Lime", "KernelShap",
 ]
