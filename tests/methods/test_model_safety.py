@@ -12,7 +12,16 @@ from attrlab import methods
 CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}}
 CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"},
         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
-        "guided_ig": {"n_steps": 4}}
+        "guided_ig": {"n_steps": 4}, "iba": {"layer": "layer2", "steps": 2, "copies": 2}}
+
+
+def build(name, model):
+    """The method with small options; methods that need data and get none in CALL are fitted
+    on a few noise images (they must go through fit)."""
+    m = methods.get(name, model, **CTOR.get(name, {}))
+    if m.needs_data and name not in CALL:
+        m.fit(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +59,7 @@ def test_model_unchanged_after_attribute(resnet, name):
     resnet.conv1.weight.requires_grad_(False)
     snap = snapshot(resnet)
     x = torch.randn(2, 3, 32, 32)
-    out = methods.get(name, resnet, **CTOR.get(name, {})).attribute(x, target=3,
+    out = build(name, resnet).attribute(x, target=3,
                                                                    **CALL.get(name, {}))
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert_untouched(resnet, snap)
@@ -74,7 +83,7 @@ def test_model_unchanged_after_exception_inside_attribute(resnet, name):
     handle = resnet.layer3.register_forward_hook(explode)
     try:
         with pytest.raises(Boom):
-            methods.get(name, resnet, **CTOR.get(name, {})).attribute(
+            build(name, resnet).attribute(
                 torch.randn(2, 3, 32, 32), target=1, **CALL.get(name, {}))
     finally:
         handle.remove()
@@ -85,7 +94,7 @@ def test_inputs_are_not_modified_and_need_no_grad(resnet):
     x = torch.randn(2, 3, 32, 32)
     x0 = x.clone()
     for name in ("saliency", "deeplift", "ig", "gbp"):
-        methods.get(name, resnet, **CTOR.get(name, {})).attribute(x, target=0)
+        build(name, resnet).attribute(x, target=0)
     assert torch.equal(x, x0) and not x.requires_grad and x.grad is None
 
 
@@ -120,7 +129,7 @@ def test_gradcam_on_model_copy_gives_same_map(resnet):
 def test_bad_input_gives_clear_error(resnet, name, inputs, target, err, words):
     snap = snapshot(resnet)
     with pytest.raises(err, match=words):
-        methods.get(name, resnet, **CTOR.get(name, {})).attribute(inputs, target=target)
+        build(name, resnet).attribute(inputs, target=target)
     assert_untouched(resnet, snap)
 
 
