@@ -15,7 +15,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # cheap options so the whole matrix runs in seconds
 SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3},
          "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
-         "iba": {"steps": 3, "copies": 2}}
+         "iba": {"steps": 3, "copies": 2},
+         "input_iba": {"feature_steps": 2, "steps": 3, "copies": 2, "gan_epochs": 1,
+                       "gan_samples": 8, "gan_batch_size": 4, "gan_group_size": 4}}
 
 
 class Net(nn.Module):

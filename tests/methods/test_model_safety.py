@@ -12,7 +12,9 @@ from attrlab import methods
 CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}}
 CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"},
         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
-        "guided_ig": {"n_steps": 4}, "iba": {"layer": "layer2", "steps": 2, "copies": 2}}
+        "guided_ig": {"n_steps": 4}, "iba": {"layer": "layer2", "steps": 2, "copies": 2},
+        "input_iba": {"layer": "layer2", "feature_steps": 2, "steps": 2, "copies": 2,
+                      "gan_epochs": 1, "gan_samples": 4, "gan_batch_size": 4}}
 
 
 def build(name, model):

@@ -119,8 +119,10 @@ def test_metadata_of_every_registered_method():
     assert methods.method_class("dga").cost(n_steps=30) == 31
     assert methods.method_class("deepshap").cost(n_baselines=8) == 16
     assert [n for n in methods.available() if methods.method_class(n).needs_data] == ["deepshap",
-                                                                                    "iba"]
-    assert [n for n in methods.available() if methods.method_class(n).random] == ["iba", "smoothgrad"]
+                                                                                    "iba",
+                                                                                    "input_iba"]
+    assert [n for n in methods.available() if methods.method_class(n).random] == ["iba", "input_iba",
+                                                                                "smoothgrad"]
 
 
 def test_random_methods_draw_from_their_generator_only():

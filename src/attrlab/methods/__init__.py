@@ -21,7 +21,7 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
-from .information import IBA
+from .information import IBA, InputIBA
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -37,5 +37,5 @@ __all__ = [
     "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
-    "LayerGradCam", "IBA",
+    "LayerGradCam", "IBA", "InputIBA",
 ]

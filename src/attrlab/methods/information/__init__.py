@@ -5,5 +5,6 @@ statistics) and share :mod:`attrlab.core.bottleneck`. A family of its own, rathe
 the KL terms and the GAN stage are specific to it."""
 
 from .iba import IBA
+from .input_iba import InputIBA
 
-__all__ = ["IBA"]
+__all__ = ["IBA", "InputIBA"]
