@@ -29,6 +29,7 @@ from .layer import (
                     LayerIntegratedGradients,
                     LayerSaliency,
 )
+from .optimisation import ExtremalPerturbation, MeaningfulPerturbation
 
 __all__ = [
     "Attribution", "Option", "available", "get", "method_class", "register",
@@ -38,4 +39,5 @@ __all__ = [
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
     "LayerGradCam", "IBA", "InputIBA",
+    "MeaningfulPerturbation", "ExtremalPerturbation",
 ]
