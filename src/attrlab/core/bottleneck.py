@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .hooks import HookSet
+from .optimise import optimise
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -251,19 +252,19 @@ def capacity_map(capacity: Tensor, size: tuple[int, ...]) -> Tensor:
 
 def optimise_mask(loss_fn: Callable[[Tensor, int], tuple[Tensor, Tensor]], alpha: Tensor,
                   steps: int, lr: float) -> tuple[Tensor, Tensor]:
-    """Adam on the per-sample mask logits ``alpha`` (N, ...), every sample its own: each step
-    ``loss_fn(alpha, step)`` returns ``(per-sample losses (N,), per-sample capacity)``; the
-    sum of the losses is minimised (Adam is element-wise, so each sample's trajectory is its
-    own). Returns ``(alpha after the last step, the capacity of the last step's forward
+    """Adam on the per-sample mask logits ``alpha`` (N, ...), every sample its own, through
+    the shared loop :func:`attrlab.core.optimise.optimise`: each step
+    ``loss_fn(alpha, step)`` returns ``(per-sample losses (N,), per-sample capacity)`` and
+    the sum of the losses is minimised (Adam is element-wise, so each sample's trajectory is
+    its own). Returns ``(alpha after the last step, the capacity of the last step's forward
     pass)`` (as the authors', whose map is the capacity buffered by the last forward pass).
     No host synchronisation inside the loop."""
-    alpha = alpha.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([alpha], lr=lr)
-    capacity = None
-    with torch.enable_grad():
-        for step in range(steps):
-            opt.zero_grad(set_to_none=True)
-            losses, capacity = loss_fn(alpha, step)
-            losses.sum().backward()
-            opt.step()
-    return alpha.detach(), capacity.detach()
+    alpha = alpha.detach().clone()
+    last: dict[str, Tensor] = {}
+
+    def loss(step: int) -> Tensor:
+        losses, last["capacity"] = loss_fn(alpha, step)
+        return losses
+
+    optimise([alpha], loss, steps, optimiser="adam", lr=lr)
+    return alpha.detach(), last["capacity"].detach()
