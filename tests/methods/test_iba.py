@@ -149,8 +149,8 @@ def test_batch_equals_one_by_one_under_the_same_noise():
     steps, copies = 4, 3
     bank = torch.randn(3, steps, copies, 2, 6, 6, generator=torch.Generator().manual_seed(5),
                        dtype=D)
-    opts = dict(beta=10.0, steps=steps, lr=1.0, copies=copies, alpha_init=5.0, sigma=1.0,
-                min_std=0.01, active_threshold=0.01)
+    opts = {"beta": 10.0, "steps": steps, "lr": 1.0, "copies": copies, "alpha_init": 5.0, "sigma": 1.0,
+                "min_std": 0.01, "active_threshold": 0.01}
 
     def run(sl):
         with iba.guard():

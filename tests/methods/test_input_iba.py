@@ -17,8 +17,8 @@ from attrlab.methods.information.wgan import Draws, StackedCritic, fit_input_mas
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 D = torch.float64
-SMALL = dict(feature_steps=2, steps=3, copies=2, gan_epochs=2, gan_samples=12,
-             gan_batch_size=5, gan_group_size=4, critic_iter=2)
+SMALL = {"feature_steps": 2, "steps": 3, "copies": 2, "gan_epochs": 2, "gan_samples": 12,
+             "gan_batch_size": 5, "gan_group_size": 4, "critic_iter": 2}
 
 
 class Tiny(nn.Module):
@@ -105,7 +105,7 @@ def test_gan_batch_equals_one_by_one():
     fmap = model.conv(x).detach()
     fmask = torch.rand(fmap.shape, generator=torch.Generator().manual_seed(4), dtype=D)
     logit = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=D)
-    opts = dict(samples=12, group_size=4, epochs=2, batch_size=5, critic_iter=2)
+    opts = {"samples": 12, "group_size": 4, "epochs": 2, "batch_size": 5, "critic_iter": 2}
 
     def run(sl, seeds):
         return fit_input_mask(lambda z: model.conv(z), x[sl], fmap[sl], fmask[sl], logit[sl],

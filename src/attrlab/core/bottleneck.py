@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,6 @@ from torch import Tensor, nn
 
 from .hooks import HookSet
 from .optimise import optimise
-
 
 # ------------------------------------------------------------------------------ statistics
 
@@ -88,7 +88,7 @@ class LayerStatistics:
         return {"n": self.n, "mean": self.mean, "m2": self.m2, "nonzero": self.nonzero}
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any]) -> "LayerStatistics":
+    def from_state_dict(cls, state: Mapping[str, Any]) -> LayerStatistics:
         keys = {"n", "mean", "m2", "nonzero"}
         if set(state) != keys or not all(isinstance(state[k], Tensor)
                                          for k in ("mean", "m2", "nonzero")):
@@ -211,7 +211,7 @@ def prior_kl(x_norm: Tensor, lam: Tensor, lam_g: Tensor) -> Tensor:
 
 def gaussian_kernel_size(sigma: float) -> int:
     """IBA's kernel size for smoothing lambda: 2 round(2 sigma) + 1 (5 for sigma 1)."""
-    return int(round(2 * sigma)) * 2 + 1
+    return round(2 * sigma) * 2 + 1
 
 
 def gaussian_smooth(lam: Tensor, sigma: float) -> Tensor:

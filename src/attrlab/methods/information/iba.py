@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -121,7 +122,7 @@ class BottleneckMethod(Attribution):
     def fitted(self) -> bool:
         return self.statistics is not None
 
-    def fit(self, data: Any, *, generator: torch.Generator | None = None) -> "BottleneckMethod":
+    def fit(self, data: Any, *, generator: torch.Generator | None = None) -> BottleneckMethod:
         """Estimate the layer's per-element mean, std and active elements (IBA's estimator) in
         one streaming pass without gradients over ``estimation_samples`` inputs of ``data``
         (a tensor batch, a data set with ``tensors(indices)``, or a sequence of (input, ...)
@@ -140,7 +141,7 @@ class BottleneckMethod(Attribution):
     def state_dict(self) -> dict[str, Any]:
         return {} if self.statistics is None else self.statistics.state_dict()
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> "BottleneckMethod":
+    def load_state_dict(self, state: Mapping[str, Any]) -> BottleneckMethod:
         self.statistics = LayerStatistics.from_state_dict(state)
         return self
 

@@ -11,8 +11,8 @@ alone. No Python loop over images and no host synchronisation inside the trainin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,7 @@ class StackedCritic:
     CONVS = (("conv1", 2, 4, 2), ("conv2", 4, 4, 2), ("conv3", 1, 3, 1))  # out = C * factor
 
     @classmethod
-    def init(cls, draws: Draws, channels: int, size: tuple[int, int]) -> "StackedCritic":
+    def init(cls, draws: Draws, channels: int, size: tuple[int, int]) -> StackedCritic:
         """PyTorch's default initialisation (weights and biases U(-1/sqrt(fan_in),
         1/sqrt(fan_in)), BatchNorm weight 1 and bias 0), drawn per image."""
         c, (h, w) = channels, size

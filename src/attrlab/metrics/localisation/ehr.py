@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from ...core.hooks import model_guard
-
 from ..base import CurveMetric, register
 
 
