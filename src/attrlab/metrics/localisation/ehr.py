@@ -74,6 +74,7 @@ class EffectiveHeatRatio(CurveMetric):
     category = "localisation"
     needs_ground_truth = True
     ground_truth_keys = ("boxes",)
+    fast = False  # needs boxes: not in bench's default metric set (data sets without them)
     cost_formula = "no model passes: the map and the boxes only"
 
     def __init__(self, base_threshold: float = 0.1, n_quantiles: int = 11,
