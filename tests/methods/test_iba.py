@@ -212,3 +212,21 @@ def test_model_restored_after_an_error_inside_the_optimisation():
         iba.attribute(data(2), target=0)
     assert model.training and all(p.requires_grad for p in model.parameters())
     assert all(not m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("name, opts", [("iba", {"steps": 3}),
+                                        ("input_iba", {"feature_steps": 2, "steps": 2,
+                                                       "copies": 2, "gan_epochs": 1,
+                                                       "gan_samples": 6, "gan_batch_size": 3})])
+def test_internal_batch_size_runs_the_images_in_turn(name, opts):
+    """Chunks of one image draw from the generator in turn: the same as one call per image
+    with that generator."""
+    model = Tiny().double()
+    m = methods.get(name, model, layer="conv", **opts).fit(data())
+    x, t = data(3, seed=8), torch.tensor([2, 0, 1])
+    chunked = m.attribute(x, target=t, internal_batch_size=1,
+                          generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    single = torch.cat([m.attribute(x[i:i + 1], target=t[i:i + 1], generator=g)
+                        for i in range(3)])
+    assert torch.equal(chunked, single)

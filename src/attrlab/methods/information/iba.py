@@ -24,8 +24,11 @@ from ...core.rng import generator_for, normal
 from ..base import (
     Attribution,
     Option,
+    batch_size_or_none,
+    chunks,
     expand_args,
     generator_or_none,
+    map_batched,
     number_in,
     positive_int,
     register,
@@ -46,6 +49,8 @@ FEATURE_OPTIONS = {
                                  "model (capped at the data set's size)"),
     "estimation_batch_size": Option(64, positive_int, "batch size of fit()'s pass"),
     "generator": Option(None, generator_or_none, "torch.Generator for the noise"),
+    "internal_batch_size": Option(None, batch_size_or_none, "images optimised together "
+                                  "(None: the whole batch); bounds the memory"),
 }
 
 
@@ -145,6 +150,14 @@ class BottleneckMethod(Attribution):
         self.statistics = LayerStatistics.from_state_dict(state)
         return self
 
+    def _chunked(self, inputs: Tensor, target: Tensor, args: tuple, size: int | None,
+                 fn) -> Tensor:
+        """``fn(inputs, target, args)`` on ``size`` images at a time (all at once for None),
+        concatenated; the images are independent, so only the random draws differ."""
+        n = inputs.shape[0]
+        return torch.cat([fn(inputs[sl], target[sl], map_batched(args, n, lambda a, sl=sl: a[sl]))
+                          for sl in chunks(n, size)])
+
     def _noise(self, inputs: Tensor, copies: int, generator: torch.Generator | None):
         """The standard-normal draws of each step, from ``generator`` (seed 0 if None)."""
         gen = generator_for(inputs.device, generator)
@@ -191,8 +204,13 @@ class IBA(BottleneckMethod):
         opts = self.resolve_options(options)
         if not self.fitted:
             raise ValueError("iba must be fitted first: call .fit(data)")
-        return self.guarded(inputs, target,
-                            lambda x, t: self._run(x, t, (), **opts)[1])
+        return self.guarded(inputs, target, lambda x, t: self._capacity(x, t, (), **opts))
+
+    def _capacity(self, inputs: Tensor, target: Tensor, args: tuple, *, generator,
+                  internal_batch_size: int | None, **opts: Any) -> Tensor:
+        gen = generator_for(inputs.device, generator)
+        return self._chunked(inputs, target, args, internal_batch_size,
+                             lambda x, t, a: self._run(x, t, a, generator=gen, **opts)[1])
 
     def _run(self, inputs: Tensor, target: Tensor, args: tuple, *, generator, sigma: float,
              estimation_samples: int, estimation_batch_size: int,
@@ -205,7 +223,7 @@ class IBA(BottleneckMethod):
                    **opts: Any) -> Tensor:
         if inputs.dim() != 4:
             raise ValueError(f"iba explains images (N, C, H, W); got shape {tuple(inputs.shape)}")
-        _, capacity = self._run(inputs, target, additional_forward_args, **opts)
+        capacity = self._capacity(inputs, target, additional_forward_args, **opts)
         if capacity.dim() != 4:
             raise ValueError(f"iba needs a convolutional layer with (N, C, h, w) outputs; "
                              f"{self.layer_name!r} gives {tuple(capacity.shape)}")

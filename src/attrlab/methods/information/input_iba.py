@@ -156,5 +156,8 @@ class InputIBA(BottleneckMethod):
         if inputs.dim() != 4:
             raise ValueError(f"input_iba explains images (N, C, H, W); got shape "
                              f"{tuple(inputs.shape)}")
-        alpha = self.stages(inputs, target, additional_forward_args, **opts)["alpha"]
+        opts["generator"] = generator_for(inputs.device, opts["generator"])
+        alpha = self._chunked(inputs, target, additional_forward_args,
+                              opts["internal_batch_size"],
+                              lambda x, t, a: self.stages(x, t, a, **opts)["alpha"])
         return torch.sigmoid(alpha).mean(1, keepdim=True).expand_as(inputs)
