@@ -83,7 +83,7 @@ class InputIBA(BottleneckMethod):
     """
 
     name = "input_iba"
-    reference = "Zhang et al. 2021 (paper 02), section 3, Proposition 3"
+    reference = "Zhang, Khakzar et al. 2021 (paper 02), section 3, Proposition 3"
     options = {
         **{k: v for k, v in FEATURE_OPTIONS.items() if k not in ("beta", "steps", "lr")},
         "estimation_samples": Option(1000, positive_int, "samples fit() streams through the "
@@ -110,9 +110,10 @@ class InputIBA(BottleneckMethod):
     @classmethod
     def cost(cls, copies: int = 10, feature_steps: int = 10, steps: int = 60,
              gan_samples: int = 200, gan_epochs: int = 20, **options: Any) -> float:
-        """Forward+backward passes per image: both bottlenecks' steps x copies, plus the
-        GAN's prefix passes (one per fake sample; the critic is not counted)."""
-        return float(copies * (feature_steps + steps) + gan_samples * gan_epochs)
+        """Model rows per image: both bottlenecks' steps x copies (forward+backward), the
+        GAN's fake samples (forward up to the layer; a backward on the generator's batches;
+        the critic is not counted) and one clean pass up to the layer."""
+        return float(copies * (feature_steps + steps) + gan_samples * gan_epochs + 1)
 
     def stages(self, inputs: Tensor, target: Tensor, args: tuple = (), **opts: Any
                ) -> dict[str, Tensor]:
