@@ -15,7 +15,7 @@ def test_recorded_calls_match_the_registry_cost_and_model_is_restored():
     model, x, y, fit_data, _ = suite.build("digits", 8, 0)
     flags = [p.requires_grad for p in model.parameters()]
     for name, rows, backward in (("ig", 50, 1), ("smoothgrad", 25, 1), ("deepshap", 32, 1),
-                                 ("saliency", 1, 1)):
+                                 ("saliency", 1, 1), ("iba", 100, 10)):
         row = suite.bench_method(name, model, x[:4], y[:4], fit_data, 1, suite.CLOCKS["cpu"], 0)
         assert row["rows_per_sample"] == rows == row["cost_at_defaults"], name
         assert row["backward_calls"] == backward and row["floor_s"] > 0

@@ -21,7 +21,10 @@ SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_s
          "occlusion": {"sliding_window_shapes": 4, "strides": 2},
          "feature_ablation": {"feature_mask": 4}, "rise": {"n_masks": 40, "cells": 3},
          "lime": {"n_samples": 30, "feature_mask": 2},
-         "kernel_shap": {"n_samples": 30, "feature_mask": 2}}
+         "kernel_shap": {"n_samples": 30, "feature_mask": 2},
+         "iba": {"steps": 3, "copies": 2},
+         "input_iba": {"feature_steps": 2, "steps": 3, "copies": 2, "gan_epochs": 1,
+                       "gan_samples": 8, "gan_batch_size": 4, "gan_group_size": 4}}
 
 
 class Net(nn.Module):

@@ -14,7 +14,19 @@ CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"laye
         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
         "guided_ig": {"n_steps": 4}, "occlusion": {"sliding_window_shapes": 16, "strides": 16},
         "feature_ablation": {"feature_mask": 2}, "rise": {"n_masks": 8, "cells": 4},
-        "lime": {"n_samples": 8}, "kernel_shap": {"n_samples": 8, "feature_mask": 2}}
+        "lime": {"n_samples": 8}, "kernel_shap": {"n_samples": 8, "feature_mask": 2},
+        "iba": {"layer": "layer2", "steps": 2, "copies": 2},
+        "input_iba": {"layer": "layer2", "feature_steps": 2, "steps": 2, "copies": 2,
+                      "gan_epochs": 1, "gan_samples": 4, "gan_batch_size": 4}}
+
+
+def build(name, model):
+    """The method with small options; methods that need data and get none in CALL are fitted
+    on a few noise images (they must go through fit)."""
+    m = methods.get(name, model, **CTOR.get(name, {}))
+    if m.needs_data and name not in CALL:
+        m.fit(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +64,7 @@ def test_model_unchanged_after_attribute(resnet, name):
     resnet.conv1.weight.requires_grad_(False)
     snap = snapshot(resnet)
     x = torch.randn(2, 3, 32, 32)
-    out = methods.get(name, resnet, **CTOR.get(name, {})).attribute(x, target=3,
+    out = build(name, resnet).attribute(x, target=3,
                                                                    **CALL.get(name, {}))
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert_untouched(resnet, snap)
@@ -76,7 +88,7 @@ def test_model_unchanged_after_exception_inside_attribute(resnet, name):
     handle = resnet.layer3.register_forward_hook(explode)
     try:
         with pytest.raises(Boom):
-            methods.get(name, resnet, **CTOR.get(name, {})).attribute(
+            build(name, resnet).attribute(
                 torch.randn(2, 3, 32, 32), target=1, **CALL.get(name, {}))
     finally:
         handle.remove()
@@ -87,7 +99,7 @@ def test_inputs_are_not_modified_and_need_no_grad(resnet):
     x = torch.randn(2, 3, 32, 32)
     x0 = x.clone()
     for name in ("saliency", "deeplift", "ig", "gbp"):
-        methods.get(name, resnet, **CTOR.get(name, {})).attribute(x, target=0)
+        build(name, resnet).attribute(x, target=0)
     assert torch.equal(x, x0) and not x.requires_grad and x.grad is None
 
 
@@ -122,7 +134,7 @@ def test_gradcam_on_model_copy_gives_same_map(resnet):
 def test_bad_input_gives_clear_error(resnet, name, inputs, target, err, words):
     snap = snapshot(resnet)
     with pytest.raises(err, match=words):
-        methods.get(name, resnet, **CTOR.get(name, {})).attribute(inputs, target=target)
+        build(name, resnet).attribute(inputs, target=target)
     assert_untouched(resnet, snap)
 
 

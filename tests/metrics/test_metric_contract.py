@@ -111,7 +111,8 @@ def test_compute_scores_curve_and_evaluate_agree_exactly(name):
                                 ground_truth=ground_truth())
         assert torch.equal(cx2, cx) and torch.equal(cy2, cy)
         scores, (cx3, cy3) = metric.evaluate_with_curve(model, x, t, maps["gxi"],
-                                                        method=ms["gxi"])
+                                                        method=ms["gxi"],
+                                                        ground_truth=ground_truth())
         assert torch.equal(scores, r.scores) and torch.equal(cy3, cy)
     # deterministic: the same result twice
     assert_same_result(metric.compute(model, x, t, maps["gxi"],
@@ -250,7 +251,9 @@ def test_metadata_is_declared_and_sane(name):
     model = tiny_model()
     metric = make(name)
     cost = metric.cost(model=model)
-    assert cost > 0 and cost == metric.forward_passes(model=model) + \
+    # localisation metrics score the map against the boxes without running the model
+    assert (cost > 0 or info["category"] == "localisation") and \
+        cost == metric.forward_passes(model=model) + \
         metric.method_calls(model=model)
     assert metric.cost(model=model, method_cost=3.0) == metric.forward_passes() + \
         3.0 * metric.method_calls(model=model)
@@ -371,7 +374,7 @@ def test_model_and_rng_untouched_also_after_an_exception(name):
         metric.compute(model, x, t, a, **call_kwargs(metric, method))
         assert_state(model, before)
         assert torch.equal(torch.get_rng_state(), rng), "the global RNG was changed"
-        for fuse in (0, 1):
+        for fuse in (0, 1) if metric.cost(model=model) > 0 else ():  # metrics calling the model
             Bomb.fuse = fuse
             with pytest.raises(RuntimeError, match="boom"):
                 metric.compute(model, x, t, a, **call_kwargs(metric, method))

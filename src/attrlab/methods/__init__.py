@@ -22,6 +22,7 @@ from .gradient import (
                        Saliency,
 )
 from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
+from .information import IBA, InputIBA
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -38,7 +39,7 @@ __all__ = [
     "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
-    "LayerGradCam",
+    "LayerGradCam", "IBA", "InputIBA",
     "MeaningfulPerturbation", "ExtremalPerturbation",
     "Occlusion", "FeatureAblation", "Rise", "Lime", "KernelShap",
 ]

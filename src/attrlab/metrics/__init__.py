@@ -25,9 +25,11 @@ from .faithfulness import (
                            PixelPerturbation,
                            SensitivityN,
 )
+from .localisation import EffectiveHeatRatio
 from .randomisation import ModelRandomisation, rebind
 
 __all__ = ["CATEGORIES", "CurveMetric", "Metric", "MetricResult", "available", "describe",
            "get", "metric_class", "register",
            "MaskedInputAccuracy", "Deletion", "Insertion", "LeRF", "LeRFChange", "MoRF",
-           "PixelPerturbation", "ModelRandomisation", "rebind", "SensitivityN"]
+           "PixelPerturbation", "ModelRandomisation", "rebind", "SensitivityN",
+           "EffectiveHeatRatio"]

@@ -1,5 +1,13 @@
-"""Localisation metrics (EHR, pointing game, energy-based pointing game): scores against
-per-sample ground truth (boxes, masks) carried with the batch.
+"""Localisation metrics: scores against per-sample ground truth (boxes, masks) carried with the
+batch. EHR (paper 02); the pointing game and energy-based pointing game are to come."""
 
-Home of the next category; no metric is registered here yet.
-"""
+from .ehr import (
+           EffectiveHeatRatio,
+           box_masks,
+           effective_heat_ratios,
+           ehr_selection,
+           scale_heat,
+)
+
+__all__ = ["EffectiveHeatRatio", "box_masks", "effective_heat_ratios", "ehr_selection",
+           "scale_heat"]
