@@ -14,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # cheap options so the whole matrix runs in seconds
 SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3},
-         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2}}
+         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
+         "prunegrad": {"calibration_samples": 5}, "prunepgd": {"iterations": 3}}
 
 
 class Net(nn.Module):
