@@ -24,7 +24,8 @@ SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_s
          "kernel_shap": {"n_samples": 30, "feature_mask": 2},
          "iba": {"steps": 3, "copies": 2},
          "input_iba": {"feature_steps": 2, "steps": 3, "copies": 2, "gan_epochs": 1,
-                       "gan_samples": 8, "gan_batch_size": 4, "gan_group_size": 4}}
+                       "gan_samples": 8, "gan_batch_size": 4, "gan_group_size": 4},
+         "prunegrad": {"calibration_samples": 5}, "prunepgd": {"iterations": 3}}
 
 
 class Net(nn.Module):

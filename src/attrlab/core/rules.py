@@ -219,6 +219,10 @@ class Rule:
     :class:`NonlinearityRules` context is entered.
     """
 
+    # False: the rule also sees calls on tensors that do not depend on the input (activation
+    # masks aligned by call order, :mod:`attrlab.core.activation_masks`, also under no_grad)
+    input_dependent_only: bool = True
+
     def begin(self) -> None:
         """Called once per forward pass, before the first call; resets per-pass state."""
 
@@ -721,7 +725,7 @@ class NonlinearityRules(TorchFunctionMode):
         if rule is None:  # most calls (convolutions, additions): no copy, no scan
             return func(*args, **(kwargs or {}))
         kwargs = dict(kwargs or {})
-        if not depends_on_input(args, kwargs):
+        if rule.input_dependent_only and not depends_on_input(args, kwargs):
             return func(*args, **kwargs)
         inplace = _is_inplace(func, args, kwargs)
         out = rule.apply(func, tuple(args), kwargs)

@@ -23,6 +23,7 @@ from .gradient import (
 )
 from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
 from .information import IBA, InputIBA
+from .pruning import PruneGrad, PrunePGD
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -42,4 +43,5 @@ __all__ = [
     "LayerGradCam", "IBA", "InputIBA",
     "MeaningfulPerturbation", "ExtremalPerturbation",
     "Occlusion", "FeatureAblation", "Rise", "Lime", "KernelShap",
+    "PruneGrad", "PrunePGD",
 ]

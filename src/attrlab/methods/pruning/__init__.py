@@ -1,4 +1,9 @@
-"""Pruning methods (PruneGrad, PrunePGD, paper 03): gradients of a pruned network.
+"""Pruning methods (paper 03): attributions of a network whose unimportant ReLU activations are
+pruned (masks from :mod:`attrlab.core.activation_masks`). PruneGrad is the input gradient of
+the pruned network, PrunePGD an L2 PGD ascent on it."""
 
-Home of the next family; no method is registered here yet.
-"""
+from .prunegrad import PruneGrad
+from .prunepgd import PrunePGD
+from .pruned import PrunedNetworkAttribution
+
+__all__ = ["PruneGrad", "PrunePGD", "PrunedNetworkAttribution"]
