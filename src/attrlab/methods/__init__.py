@@ -21,6 +21,7 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
+from .learned import NonVariationalPerturbations, VariationalPerturbations
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -36,5 +37,5 @@ __all__ = [
     "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
-    "LayerGradCam",
+    "LayerGradCam", "VariationalPerturbations", "NonVariationalPerturbations",
 ]

@@ -1,5 +1,6 @@
-"""Learned explainers (L2X and the amortised explainers of paper 05): fitted with
-:meth:`attrlab.methods.base.Attribution.fit`.
+"""Learned explainers, fitted with :meth:`attrlab.methods.base.Attribution.fit`: Variational
+Perturbations and nVP (paper 05), on the shared machinery of :mod:`.explainer`."""
 
-Home of the next family; no method is registered here yet.
-"""
+from .vp import NonVariationalPerturbations, VariationalPerturbations
+
+__all__ = ["NonVariationalPerturbations", "VariationalPerturbations"]
