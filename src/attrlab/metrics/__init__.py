@@ -24,10 +24,13 @@ from .faithfulness import (
                            MoRF,
                            PixelPerturbation,
                            SensitivityN,
+                           TopkLowkArea,
 )
 from .randomisation import ModelRandomisation, rebind
+from .robustness import Consistency, LocalLipschitz
 
 __all__ = ["CATEGORIES", "CurveMetric", "Metric", "MetricResult", "available", "describe",
            "get", "metric_class", "register",
            "MaskedInputAccuracy", "Deletion", "Insertion", "LeRF", "LeRFChange", "MoRF",
-           "PixelPerturbation", "ModelRandomisation", "rebind", "SensitivityN"]
+           "PixelPerturbation", "ModelRandomisation", "rebind", "SensitivityN",
+           "TopkLowkArea", "Consistency", "LocalLipschitz"]
