@@ -16,8 +16,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3},
          "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2}}
 # learned explainers go through fit: a few tiny steps
-SMALL.update({name: {"max_steps": 3, "batch_size": 5, "width": 4, "depth": 2, "topk_iters": 20,
-                     "progress": False} for name in ("vp", "nvp")})
+SMALL.update({name: {"max_steps": 3, "batch_size": 5, "width": 4, "depth": 2, "progress": False,
+                     **({"topk_iters": 20} if name != "l2x" else {})}
+              for name in ("vp", "nvp", "l2x")})
 
 
 class Net(nn.Module):

@@ -2,6 +2,8 @@
 same weights, leaves the classifier as it was, saves and loads with weights_only=True, and
 learns where a known classifier looks."""
 
+import io
+
 import pytest
 import torch
 from torch import nn
@@ -147,3 +149,36 @@ def test_learns_where_the_classifier_looks(name):
     inside = a[:, :4, :4].mean((1, 2))
     outside = (a.sum((1, 2)) - a[:, :4, :4].sum((1, 2))) / 48
     assert (inside - outside > 1.0).all(), (inside, outside)  # untrained: about 0.1
+
+
+def test_concrete_subset_keeps_at_most_k_and_follows_the_logits():
+    from attrlab.methods.learned.l2x import concrete_subset
+
+    logits = torch.tensor([[4.0, 4.0, 4.0, -4.0, -4.0, -4.0, -4.0, -4.0]]).repeat(2000, 1)
+    v = concrete_subset(logits, 3, 0.1, torch.Generator().manual_seed(0))
+    assert v.shape == logits.shape and (v >= 0).all() and (v <= 1).all()
+    total = v.sum(1)
+    assert (total <= 3 + 1e-5).all() and total.mean() < 3  # duplicates: fewer than k
+    assert v[:, :3].mean() > 10 * v[:, 3:].mean()
+    # the same generator state, the same draw
+    torch.testing.assert_close(v, concrete_subset(logits, 3, 0.1,
+                                                  torch.Generator().manual_seed(0)))
+
+
+def test_l2x_learns_where_the_classifier_looks():
+    model = Quadrant()
+    m = methods.get("l2x", model, upsample=2, width=8, depth=3, batch_size=16, epochs=60,
+                    lr=1e-2, k_fraction=0.25, progress=False)
+    m.fit(data(64, seed=1) * 2)
+    a = m.attribute(data(8, seed=9) * 2, 0)[:, 0]
+    inside = a[:, :4, :4].mean((1, 2))
+    outside = (a.sum((1, 2)) - a[:, :4, :4].sum((1, 2))) / 48
+    assert (inside - outside > 1.0).all(), (inside, outside)
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    assert torch.equal(methods.get("l2x", model).load_state_dict(state).attribute(
+        data(2, seed=3), 0), m.attribute(data(2, seed=3), 0))
+    with pytest.raises(ValueError, match="l2x explainer"):
+        methods.get("nvp", model).load_state_dict(state)

@@ -21,7 +21,7 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
-from .learned import NonVariationalPerturbations, VariationalPerturbations
+from .learned import L2X, NonVariationalPerturbations, VariationalPerturbations
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -37,5 +37,5 @@ __all__ = [
     "DeepLiftShap", "GradCAM", "FullGrad", "FullGradTerms", "UniformFullGrad", "AttributionMask",
     "DistilledGradientAggregation", "GuidedIntegratedGradients",
     "LayerSaliency", "LayerGradientXActivation", "LayerIntegratedGradients", "LayerDeepLift",
-    "LayerGradCam", "VariationalPerturbations", "NonVariationalPerturbations",
+    "LayerGradCam", "VariationalPerturbations", "NonVariationalPerturbations", "L2X",
 ]

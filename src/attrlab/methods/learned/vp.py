@@ -90,6 +90,7 @@ class VariationalPerturbations(LearnedExplainer):
         return 2 if cfg["variational"] else 1
 
     def _check_config(self, cfg: Mapping[str, Any]) -> None:
+        super()._check_config(cfg)
         if bool(cfg.get("variational")) != self.variational:
             raise ValueError(f"{self.name}: the state holds a "
                              f"{'VP' if cfg.get('variational') else 'nVP'} explainer")
