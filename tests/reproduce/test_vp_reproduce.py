@@ -28,13 +28,14 @@ def test_quick_reproduction_with_the_shipped_explainers(real_data_dir, tmp_path,
     assert code == 0
     text = (out / "REPORT.md").read_text()
     for title in ("Table 1: consistency", "Table 2: stability", "Table 3: top-k / low-k",
-                  "Figure 6: time to explain one image"):
+                  "Figure 5: sanity check", "Figure 6: time to explain one image"):
         assert title in text
     assert (out / "figure4_topk_lowk.png").is_file()
     res = json.loads((out / "results.json").read_text())
     assert set(res["consistency"]) == set(res["perturbation"]) == {"0", "1"}
-    assert set(res["perturbation"]["0"]) >= {"InputGrad", "nVP", "VP"}
-    assert set(res["consistency"]["0"]) == {"nVP", "VP"}  # InputGrad has no mask size
+    assert set(res["perturbation"]["0"]) >= {"InputGrad", "L2X", "nVP", "VP"}
+    assert set(res["consistency"]["0"]) == {"L2X", "nVP", "VP"}  # InputGrad: no mask size
+    assert res["sanity"]["layers"][0] == "original" and len(res["sanity"]["layers"]) == 6
     assert _finite(res)
     # resumes: nothing is recomputed
     t0 = time.perf_counter()
@@ -55,7 +56,7 @@ def test_quick_reproduction_trains_its_explainers(real_data_dir, tmp_path):
               only="perturbation", export_explainers=str(tmp_path / "e.pt"))
     assert (out / "explainers" / "vp_m2.ckpt").is_file() and (tmp_path / "e.pt").is_file()
     res = json.loads((out / "results.json").read_text())
-    assert res["settings"]["train"] and set(res["perturbation"]["0"]) >= {"nVP", "VP"}
+    assert res["settings"]["train"] and set(res["perturbation"]["0"]) >= {"L2X", "nVP", "VP"}
 
 
 @pytest.mark.slow
