@@ -47,7 +47,7 @@ class LearnedExplainer(Attribution):
         "upsample": Option(2, power_of_two, "m: maps at (H/m, W/m)"),
         "width": Option(32, positive_int, "explainer channels"),
         "depth": Option(5, positive_int, "explainer conv layers"),
-        "epochs": Option(5, positive_int, "training epochs"),
+        "epochs": Option(1, positive_int, "training epochs (pass more for a real run)"),
         "max_steps": Option(None, steps_or_none, "stop after this many steps"),
         "batch_size": Option(64, positive_int, "training batch size"),
         "lr": Option(1e-3, number_in(0.0, math.inf, lo_open=True), "Adam learning rate"),
