@@ -57,11 +57,13 @@ def test_fit_is_deterministic_under_its_generator(name):
 
 def test_an_interrupted_fit_resumes_to_the_same_weights(tmp_path):
     model = Quadrant()
-    straight = methods.get("vp", model, max_steps=5, **TINY).fit(data(), generator=None)
+    straight = methods.get("vp", model, max_steps=5, epochs=5, **TINY).fit(data(),
+                                                                           generator=None)
     ck = tmp_path / "vp.ckpt"
     # 10 samples in batches of 4: 3 steps per epoch, so the resumed fit crosses an epoch
-    methods.get("vp", model, max_steps=2, save_every=1, **TINY).fit(data(), checkpoint=ck)
-    resumed = methods.get("vp", model, max_steps=5, **TINY).fit(data(), checkpoint=ck)
+    methods.get("vp", model, max_steps=2, epochs=5, save_every=1, **TINY).fit(data(),
+                                                                              checkpoint=ck)
+    resumed = methods.get("vp", model, max_steps=5, epochs=5, **TINY).fit(data(), checkpoint=ck)
     assert same(weights(straight), weights(resumed))
     assert resumed.configs[2]["steps"] == 5 and resumed.configs[2]["epochs"] == 1
     with pytest.raises(ValueError, match="other settings"):
@@ -143,7 +145,7 @@ def test_learns_where_the_classifier_looks(name):
     ranks that quadrant above the rest of the image for unseen inputs."""
     model = Quadrant()
     m = methods.get(name, model, upsample=2, width=8, depth=3, topk_iters=30, batch_size=16,
-                    epochs=60, lr=1e-2, baseline="noise", progress=False)
+                    epochs=30, lr=1e-2, baseline="noise", progress=False)
     m.fit(data(64, seed=1) * 2)
     a = m.attribute(data(8, seed=9) * 2, 0)[:, 0]
     inside = a[:, :4, :4].mean((1, 2))
