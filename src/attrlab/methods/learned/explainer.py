@@ -130,11 +130,12 @@ def train_loop(explainer: nn.Module, batches: Batches, step: Callable[[Tensor], 
                save_every: int = 200, config: Mapping[str, Any] | None = None,
                progress: bool = True, desc: str = "fit") -> dict[str, Any]:
     """Adam on ``step(x) -> loss`` over the batches (module docstring); resumes from and saves
-    to ``checkpoint``. Returns ``{"steps", "epochs", "last_loss"}``."""
+    to ``checkpoint``. Returns ``{"steps", "epochs", "last_loss"}`` (None when unknown: no
+    step run and none recorded)."""
     from tqdm.auto import tqdm
 
     opt = torch.optim.Adam(explainer.parameters(), lr=lr)
-    epoch, position, done, order = 0, 0, 0, None
+    epoch, position, done, order, last_saved = 0, 0, 0, None, None
     config = dict(config or {})
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
@@ -147,6 +148,7 @@ def train_loop(explainer: nn.Module, batches: Batches, step: Callable[[Tensor], 
         epoch, position, done = saved["epoch"], saved["position"], saved["steps"]
         order = saved["order"]
         generator.set_state(saved["generator"])
+        last_saved = saved.get("last_loss")
 
     def save() -> None:
         if path is None:
@@ -155,14 +157,15 @@ def train_loop(explainer: nn.Module, batches: Batches, step: Callable[[Tensor], 
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save({"explainer": explainer.state_dict(), "optimizer": opt.state_dict(),
                     "epoch": epoch, "position": position, "steps": done, "order": order,
-                    "generator": generator.get_state(), "config": config}, tmp)
+                    "generator": generator.get_state(), "config": config,
+                    "last_loss": None if torch.isnan(last) else float(last)}, tmp)
         os.replace(tmp, path)
 
     per_epoch = len(batches)
     total = epochs * per_epoch if per_epoch else None
     if max_steps is not None:
         total = max_steps if total is None else min(total, max_steps)
-    last = torch.tensor(math.nan)
+    last = torch.tensor(math.nan if last_saved is None else last_saved)
     bar = tqdm(total=total, initial=done, desc=desc, disable=not progress, leave=False)
     try:
         while epoch < epochs and (max_steps is None or done < max_steps):
@@ -187,4 +190,5 @@ def train_loop(explainer: nn.Module, batches: Batches, step: Callable[[Tensor], 
         save()
     finally:
         bar.close()
-    return {"steps": done, "epochs": epoch, "last_loss": float(last)}
+    return {"steps": done, "epochs": epoch,
+            "last_loss": None if torch.isnan(last) else float(last)}
