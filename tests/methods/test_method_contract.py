@@ -26,6 +26,10 @@ SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_s
          "input_iba": {"feature_steps": 2, "steps": 3, "copies": 2, "gan_epochs": 1,
                        "gan_samples": 8, "gan_batch_size": 4, "gan_group_size": 4},
          "prunegrad": {"calibration_samples": 5}, "prunepgd": {"iterations": 3}}
+# learned explainers go through fit: a few tiny steps
+SMALL.update({name: {"max_steps": 3, "batch_size": 5, "width": 4, "depth": 2, "progress": False,
+                     **({"topk_iters": 20} if name != "l2x" else {})}
+              for name in ("vp", "nvp", "l2x")})
 
 
 class Net(nn.Module):

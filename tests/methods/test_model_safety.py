@@ -18,11 +18,15 @@ CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"laye
         "iba": {"layer": "layer2", "steps": 2, "copies": 2},
         "input_iba": {"layer": "layer2", "feature_steps": 2, "steps": 2, "copies": 2,
                       "gan_epochs": 1, "gan_samples": 4, "gan_batch_size": 4}}
+# learned explainers use the model while they are fitted: a tiny fit on random images
+TINY_FIT = {"max_steps": 2, "width": 4, "depth": 2, "batch_size": 2, "progress": False}
+CTOR.update({"vp": {**TINY_FIT, "topk_iters": 10}, "nvp": {**TINY_FIT, "topk_iters": 10},
+             "l2x": TINY_FIT})
 
 
 def build(name, model):
     """The method with small options; methods that need data and get none in CALL are fitted
-    on a few noise images (they must go through fit)."""
+    on a few noise images (they must go through fit; a fit runs the model too)."""
     m = methods.get(name, model, **CTOR.get(name, {}))
     if m.needs_data and name not in CALL:
         m.fit(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2)))
@@ -64,8 +68,7 @@ def test_model_unchanged_after_attribute(resnet, name):
     resnet.conv1.weight.requires_grad_(False)
     snap = snapshot(resnet)
     x = torch.randn(2, 3, 32, 32)
-    out = build(name, resnet).attribute(x, target=3,
-                                                                   **CALL.get(name, {}))
+    out = build(name, resnet).attribute(x, target=3, **CALL.get(name, {}))
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert_untouched(resnet, snap)
     resnet.conv1.weight.requires_grad_(True)

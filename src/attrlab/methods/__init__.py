@@ -24,6 +24,7 @@ from .gradient import (
 from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
 from .information import IBA, InputIBA
 from .pruning import PruneGrad, PrunePGD
+from .learned import L2X, NonVariationalPerturbations, VariationalPerturbations
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -44,4 +45,5 @@ __all__ = [
     "MeaningfulPerturbation", "ExtremalPerturbation",
     "Occlusion", "FeatureAblation", "Rise", "Lime", "KernelShap",
     "PruneGrad", "PrunePGD",
+    "VariationalPerturbations", "NonVariationalPerturbations", "L2X",
 ]

@@ -24,12 +24,14 @@ from .faithfulness import (
                            MoRF,
                            PixelPerturbation,
                            SensitivityN,
+                           TopkLowkArea,
 )
 from .localisation import EffectiveHeatRatio
 from .randomisation import ModelRandomisation, rebind
+from .robustness import Consistency, LocalLipschitz
 
 __all__ = ["CATEGORIES", "CurveMetric", "Metric", "MetricResult", "available", "describe",
            "get", "metric_class", "register",
            "MaskedInputAccuracy", "Deletion", "Insertion", "LeRF", "LeRFChange", "MoRF",
            "PixelPerturbation", "ModelRandomisation", "rebind", "SensitivityN",
-           "EffectiveHeatRatio"]
+           "EffectiveHeatRatio", "TopkLowkArea", "Consistency", "LocalLipschitz"]

@@ -13,6 +13,8 @@ from collections.abc import Callable
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "attribution-mask": ("attribution_mask", "paper 01: GxSI, attribution mask, MIA (Tables 2-5, Fig. 4)"),
     "dga": ("dga", "paper 04: DGA vs G*I, GBP, IG, FG, GIG (Tables 1-2, Figs. 2 and 5)"),
+    "vp": ("vp", "paper 05: VP, nVP vs InputGrad and the registered baselines on MNIST "
+           "(Tables 1-3, Fig. 6)"),
 }
 
 

@@ -1,5 +1,5 @@
 """Faithfulness metrics: pixel perturbation (MoRF/LeRF, LeRF change, insertion/deletion),
-Sensitivity-n and masked-input accuracy (MIA)."""
+Sensitivity-n, masked-input accuracy (MIA) and the top-k / low-k area (paper 05)."""
 
 from .mia import MaskedInputAccuracy
 from .pixel_perturbation import (
@@ -11,6 +11,7 @@ from .pixel_perturbation import (
            PixelPerturbation,
 )
 from .sensitivity_n import SensitivityN
+from .topk_lowk import TopkLowkArea
 
 __all__ = ["Deletion", "Insertion", "LeRF", "LeRFChange", "MaskedInputAccuracy", "MoRF",
-           "PixelPerturbation", "SensitivityN"]
+           "PixelPerturbation", "SensitivityN", "TopkLowkArea"]
