@@ -17,8 +17,8 @@ Defaults of methods that need data:
   the data set when one is available (the ``--dataset``, or the checkpoint's data set when
   ``--images`` are explained and that data set can be loaded); otherwise 16 **uniform-noise
   images** (pixels uniform in [0, 1], normalised like the inputs, seed 0).
-* ``gradcam`` without ``gradcam.layer`` uses the model's last convolution (the method's own
-  default); ``smoothgrad`` without ``smoothgrad.base`` smooths ``saliency``.
+* ``gradcam`` without ``gradcam.layer`` uses the output of the model's last feature block
+  (the method's own default, e.g. ``layer4`` on a ResNet; printed); ``smoothgrad`` without ``smoothgrad.base`` smooths ``saliency``.
 """
 
 from __future__ import annotations
