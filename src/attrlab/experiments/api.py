@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data.files import load_image
+
 #: A small, fast default set: one method per family (gradient, path, backprop rule, CAM).
 DEFAULT_METHODS = ("saliency", "ig", "gbp", "gradcam")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,40 +104,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _load_image(item: Any, channels: int, size: int, resize: int) -> Tensor:
-    """A path, PIL image or uint8 array -> (C, size, size) in [0, 1] (resize shorter side to
-    ``resize``, centre crop ``size``, as torchvision's ``weights.transforms()``)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ..core.checks import one_line
-
-    mode = "L" if channels == 1 else "RGB"
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"image file {str(path)!r} not found")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                img = im.convert(mode)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"cannot read image {str(path)!r}: {one_line(err)}") from err
-    elif isinstance(item, np.ndarray):
-        img = Image.fromarray(item.squeeze(-1) if item.ndim == 3 and item.shape[-1] == 1
-                              else item).convert(mode)
-    else:
-        img = item.convert(mode)
-    w, h = img.size
-    scale = resize / min(w, h)
-    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                     Image.Resampling.BILINEAR)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    arr = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
-    return arr.unsqueeze(0) if arr.dim() == 2 else arr.permute(2, 0, 1)
-
-
 def _is_image(item: Any) -> bool:
     if isinstance(item, (str, os.PathLike)):
         return True
@@ -155,9 +123,6 @@ def prepare_inputs(inputs: Any, channels: int | None = None, size: int | None = 
     if any(_is_image(i) for i in items):
         channels = channels or 3
         size = size or 224
-        resize = resize or round(size * 256 / 224)
-        if size < 1 or resize < size:
-            raise ValueError(f"need 1 <= size <= resize, got size={size}, resize={resize}")
         if mean is None and std is None and channels == 3:
             mean, std = IMAGENET_MEAN, IMAGENET_STD
     mean_t = torch.tensor(mean or (0.0,), dtype=torch.float32).view(-1, 1, 1)
@@ -167,7 +132,7 @@ def prepare_inputs(inputs: Any, channels: int | None = None, size: int | None = 
     xs, shows = [], []
     for item in items:
         if _is_image(item):
-            img = _load_image(item, channels, size, resize)
+            img = load_image(item, channels, size, resize)
             xs.append(((img - mean_t) / std_t).unsqueeze(0))
             shows.append(img.unsqueeze(0))
             continue
