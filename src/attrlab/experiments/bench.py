@@ -209,7 +209,9 @@ def _result(unit: Unit, scores: Tensor, curve: tuple[Tensor, Tensor] | None) -> 
 
 
 def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
-                  done: frozenset[str] | set[str] = frozenset()) -> Iterator[tuple[Unit, Result]]:
+                  done: frozenset[str] | set[str] = frozenset(),
+                  timings: dict[str, list[float]] | None = None
+                  ) -> Iterator[tuple[Unit, Result]]:
     """Compute the units of ``group`` whose keys are not in ``done``; yields each
     ``(unit, result)`` as soon as it is computed.
 
@@ -217,7 +219,8 @@ def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
     seeded with ``seed * 100003 + first sample``: :meth:`Attribution.seeded`, so a resumed or
     sharded run draws the same noise); metrics that call the method again (``needs_method``)
     score each map on its own, every other metric scores the maps of all methods of the
-    batch through :func:`score_maps`."""
+    batch through :func:`score_maps`. ``timings`` (if given) accumulates
+    ``[seconds, samples]`` of each method's attribution."""
     pending = [u for u in group.units if u.key not in done]
     if not pending:
         return
@@ -231,7 +234,14 @@ def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
     maps: dict[str, Tensor] = {}
     for name in dict.fromkeys(u.method_name for u in pending):
         method = setup.methods[name]
+        start = time.perf_counter()
         maps[name] = method.attribute(x, y, **method.seeded(cfg.seed * 100003 + int(idx[0])))
+        if timings is not None:  # attribution wall time (synchronised once per batch on GPU)
+            if maps[name].is_cuda:
+                torch.cuda.synchronize(maps[name].device)
+            t = timings.setdefault(name, [0.0, 0])
+            t[0] += time.perf_counter() - start
+            t[1] += len(idx)
         for u in pending:
             if u.method_name == name and needs[u.metric_name]:
                 for _, scores, curve in score_maps(setup.metrics[u.metric_name], setup.model,
@@ -282,11 +292,14 @@ def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False,
         started = time.perf_counter()
         bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc="bench",
                    disable=not progress, file=sys.stderr)
+        timings: dict[str, list[float]] = {}
         for group in pending.groups:
-            for unit, result in execute_group(setup, cfg, group, done):
+            for unit, result in execute_group(setup, cfg, group, done, timings):
                 store.put(unit, result)
                 bar.set_postfix(method=unit.method_name)
                 bar.update(1)
+            if timings:
+                store.set_info("method_seconds", {m: t for m, t in timings.items()})
         bar.update(sum(u.key in done for g in pending.groups for u in g.units))
         bar.close()
         store.set_info("seconds_last_run", time.perf_counter() - started)
