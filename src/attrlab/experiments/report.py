@@ -294,7 +294,7 @@ def plot_curves(store: ResultStore, metric: str, path: Path) -> Path:
 
 
 def sample_maps(cfg: dict[str, Any], out: Path, per_grid: int = GRID_METHODS,
-                order: Sequence[str] = ()) -> list[Path]:
+                order: Sequence[str] = (), setup: Any = None) -> list[Path]:
     """Heatmap grids of the first ``report_samples`` samples: the methods in groups of at most
     ``per_grid`` per figure (each with the input column), so every grid is readable at page
     width; methods in ``order`` (the leaderboard's) first. Returns the PNG paths
@@ -305,7 +305,8 @@ def sample_maps(cfg: dict[str, Any], out: Path, per_grid: int = GRID_METHODS,
     from .bench import BenchConfig, resolve
 
     k = int(cfg["report_samples"])
-    setup = resolve(BenchConfig.from_dict({**cfg, "limit": k}), with_metrics=False)
+    if setup is None:
+        setup = resolve(BenchConfig.from_dict({**cfg, "limit": k}), with_metrics=False)
     x, y = setup.dataset.tensors(setup.indices[:k])
     dev = next(iter(setup.model.parameters()), torch.empty(0)).device
     x, y = x.to(dev), y.to(dev)
@@ -497,10 +498,12 @@ document.querySelectorAll("table.sortable th").forEach(function (th, col) {
 """
 
 
-def write_report(store_path: str | Path, with_maps: bool = True) -> Path:
+def write_report(store_path: str | Path, with_maps: bool = True, setup: Any = None) -> Path:
     """Write ``report.html`` (self-contained: images inlined), the PNGs it shows,
     ``leaderboard.csv``, ``scores.csv`` and ``leaderboard.tex`` next to the store; returns the
-    HTML path."""
+    HTML path. The map grid recomputes a few maps from the stored configuration, or from
+    ``setup`` (:func:`attrlab.experiments.bench.resolve`'s result) when the model or data
+    came from Python."""
     from jinja2 import Environment, select_autoescape
 
     store_path = Path(store_path)
@@ -516,7 +519,7 @@ def write_report(store_path: str | Path, with_maps: bool = True) -> Path:
         write_latex(store, out)
         curves = [{"name": k, "src": _data_uri(plot_curves(store, k, out / f"curve_{k}.png"))}
                   for k in store.curve_metrics()]
-        samples = ([_data_uri(p) for p in sample_maps(cfg, out, order=methods)]
+        samples = ([_data_uri(p) for p in sample_maps(cfg, out, order=methods, setup=setup)]
                    if with_maps and int(cfg.get("report_samples") or 0) > 0 else [])
         timing = store.info("method_seconds", {}) or {}
         seconds = {m: t[0] / t[1] for m, t in timing.items() if t and t[1]}
@@ -541,7 +544,8 @@ def write_report(store_path: str | Path, with_maps: bool = True) -> Path:
         options = [(m, _options("method", m, given_methods.get(m, {}))) for m in methods] + \
             [(k, _options("metric", k, given_metrics.get(k, {}))) for k in metrics]
         versions = store.info("versions", {}) or {}
-        run = [("model", cfg.get("torchvision") or cfg.get("checkpoint")),
+        model_name = cfg.get("torchvision") or cfg.get("checkpoint") or store.info("model_name")
+        run = [("model", model_name),
                ("data", f"{cfg.get('dataset') or meta.get('dataset')} ({cfg.get('split')})"),
                ("samples", "all" if cfg.get("limit") is None else f"first {cfg.get('limit')}"),
                ("target", cfg.get("target")), ("batch size", cfg.get("batch_size")),
@@ -557,7 +561,7 @@ def write_report(store_path: str | Path, with_maps: bool = True) -> Path:
             return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
 
         page = env.from_string(TEMPLATE).render(
-            model=cfg.get("torchvision") or cfg.get("checkpoint"),
+            model=model_name,
             dataset=cfg.get("dataset") or meta.get("dataset"), split=cfg.get("split"),
             target=cfg.get("target", "label"),
             n=max(c.n for c in cells.values()), methods=methods, metrics=metrics, cells=cells,
