@@ -90,7 +90,36 @@ def test_hugging_face_outputs_and_the_model_is_left_as_it_was(tmp_path):
     assert all(not m._forward_hooks for m in hf.modules())
     want = methods.get("saliency", hf.net).attribute(x, target=r.preds)
     torch.testing.assert_close(r.maps["saliency"], want)
-    assert r.layers["gradcam"] == "model.net.3"
+    assert r.layers["gradcam"] == "net.3"
+    # every method reads .logits, also called directly
+    torch.testing.assert_close(methods.get("saliency", hf).attribute(x, r.preds), want)
     path = r.save(tmp_path / "f.png")
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size[0] > im.size[1]
+
+
+def test_timm_models_are_built_without_pretrained_weights(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from attrlab.models.loading import load_model
+
+    calls = []
+
+    def create_model(name, pretrained=True, **kw):
+        calls.append((name, pretrained, kw))
+        net = _cnn(k=kw.get("num_classes", 5))
+        net.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
+                              "input_size": (3, 32, 32), "crop_pct": 0.8}
+        return net
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    model, meta = load_model(None, "timm:tiny_net", random_init=True)
+    assert calls == [("tiny_net", False, {})]
+    assert meta["mean"] == [0.5] * 3 and meta["input_size"] == 32 and meta["resize"] == 40
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    again, _ = load_model(None, "timm:tiny_net", str(tmp_path / "w.pt"))
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="--random-init"):
+        load_model(None, "timm:tiny_net")

@@ -90,3 +90,28 @@ def test_python_entry_point_with_any_model_and_dataset(tmp_path):
     with pytest.raises(ValueError, match="3 classes but the model only 2"):
         attrlab.bench.run(model=Tiny(2), data=data, methods=["saliency"], metrics=["morf"],
                           out=str(tmp_path / "bad"), progress=False)
+
+
+class HF(nn.Module):
+    """A Hugging Face-style classifier: returns an object with .logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = Tiny(3)
+
+    def forward(self, x):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.body(x))
+
+
+def test_hugging_face_style_model_in_the_harness(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.randn(6, 1, 8, 8, generator=g), torch.arange(6) % 3)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        hf = HF()
+    path = attrlab.bench.run(model=hf, data=data, methods=["saliency"], metrics=["morf"],
+                             out=str(tmp_path / "hf"), progress=False)
+    with ResultStore(path) as store:
+        assert len(store.scores()) == 6

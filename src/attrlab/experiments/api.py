@@ -18,8 +18,8 @@ Inputs, in any mix of a list:
   (default 224), scaled to [0, 1] and normalised with ``mean``/``std`` (default ImageNet's
   for 3 channels, none for 1).
 
-A Hugging Face classifier (whose output is a ``ModelOutput`` with ``.logits``) is wrapped so
-that the methods see the logits. The user's model is never moved, changed or left with hooks.
+A Hugging Face classifier (whose output is a ``ModelOutput`` with ``.logits``) works: the
+methods read its ``.logits`` (and :class:`LogitsOf` wraps it for metrics and the harness). The user's model is never moved, changed or left with hooks.
 """
 
 from __future__ import annotations
@@ -209,9 +209,9 @@ def explain(model: nn.Module, inputs: Any, methods: Sequence[str] | str = DEFAUL
         model.eval()
         with torch.no_grad():
             out = model(x)
-        forward = model
+        forward = model  # the methods read a ModelOutput's .logits themselves
         if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
-            forward, out = LogitsOf(model), out.logits
+            out = out.logits
         if not isinstance(out, Tensor) or out.dim() != 2:
             raise ValueError("the model must return (N, num_classes) logits (or an object with "
                              f".logits); got {getattr(out, 'shape', type(out).__name__)}")

@@ -128,6 +128,19 @@ def _data_sha1(dataset: Any, n: int) -> str:
     return h.hexdigest()
 
 
+def _logits_model(model: torch.nn.Module, data: Any, cfg: "BenchConfig") -> torch.nn.Module:
+    """A Python-given model returning Hugging Face ``ModelOutput``s, wrapped to return their
+    ``.logits`` (metrics call the model directly); others as they are."""
+    from .api import LogitsOf
+
+    x, _ = data.tensors(torch.arange(1))
+    with torch.no_grad():
+        out = model(x.to(cfg.device))
+    if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
+        return LogitsOf(model).eval()
+    return model
+
+
 def check_model_data(model: torch.nn.Module, meta: Mapping[str, Any], dataset: Any,
                      x: Tensor, labels: Tensor) -> list[str]:
     """Warnings where the model and the data disagree: class count, input size,
@@ -197,6 +210,7 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True, model: torch.nn.Module 
         meta, model_name = {}, f"python:{type(model).__name__}"
     model = model.to(cfg.device).eval()
     name = cfg.dataset or meta.get("dataset")
+    python_model = not meta
     if data is not None:
         data = from_torch_dataset(data, name or "dataset", cfg.limit)
         name = name or data.info.name
@@ -209,6 +223,8 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True, model: torch.nn.Module 
     else:
         data = load_dataset(name, cfg.split, cfg.data_dir)
         data_spec = {"dataset": name, "split": cfg.split}
+    if python_model:
+        model = _logits_model(model, data, cfg)
     if not meta:
         meta = {"mean": list(data.info.mean), "std": list(data.info.std),
                 "input_size": None, "dataset": name}

@@ -191,7 +191,7 @@ def _timm_model(name: str, weights: str | None, num_classes: int | None,
             "mean": list(cfg.get("mean", IMAGENET_MEAN)), "std": list(cfg.get("std", IMAGENET_STD)),
             "classes": [], "input_size": crop,
             "resize": round(crop / float(cfg.get("crop_pct", 0.875))), "in_channels": 3,
-            "num_classes": int(getattr(model, "num_classes", num_classes or 1000)),
+            "num_classes": getattr(model, "num_classes", num_classes),
             "weights": source}
     return model.eval(), meta
 
