@@ -8,10 +8,10 @@ from PIL import Image
 from attrlab import methods, viz
 from attrlab.cli import main
 from attrlab.cli.common import parse_method_args
-from attrlab.experiments.bench import default_methods
 from attrlab.experiments.explain import NPZ_FIXED, load_samples
 from attrlab.experiments.fitting import reference_data
 from attrlab.methods.options import check_options
+from attrlab.experiments.api import DEFAULT_METHODS
 from attrlab.models.loading import IMAGENET_MEAN, IMAGENET_STD, load_model
 
 CELL_PX = round(viz.CELL_INCHES * viz.DPI)
@@ -25,13 +25,14 @@ def _grid_size(path):
     return w // CELL_PX, h // CELL_PX  # columns, rows
 
 
-def test_no_arguments_explains_digits_with_every_default_method(tmp_path, capsys):
+def test_no_arguments_explains_digits_with_the_default_methods(tmp_path, capsys):
     assert main(["explain", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     png, npz = tmp_path / "explain.png", tmp_path / "attributions.npz"
     assert str(png) in out and str(npz) in out
+    assert "gradcam layer: features.9 (default" in out  # the last conv block's output
     data = np.load(npz)
-    names = default_methods()  # every method up to 200 passes/sample; "--methods all": all
+    names = list(DEFAULT_METHODS)
     assert set(data.files) == set(NPZ_FIXED) | set(names)
     x = data["inputs"]
     assert x.shape == (6, 1, 8, 8)
@@ -117,6 +118,42 @@ def test_torchvision_resnet18_from_a_state_dict(tmp_path, capsys):
     assert _grid_size(out / "explain.png") == (3, 1)
 
 
+def test_random_init_hub_cache_and_user_models(tmp_path, capsys, monkeypatch):
+    torchvision = pytest.importorskip("torchvision")
+    photo = np.random.default_rng(1).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    Image.fromarray(photo, mode="RGB").save(tmp_path / "wide.png")
+    common = ["--images", str(tmp_path / "wide.png"), "--input-size", "16", "--methods",
+              "saliency,gradcam", "--no-progress"]
+    rc = main(["explain", "--model", "torchvision:resnet18", "--random-init", "--out",
+               str(tmp_path / "r"), *common])
+    out = capsys.readouterr().out
+    assert rc == 0 and "gradcam layer: layer4 (default" in out
+    data = np.load(tmp_path / "r" / "attributions.npz")
+    assert data["inputs"].shape == (1, 3, 16, 16)  # resized (shorter side) + centre crop
+    # torchvision weights found in the torch hub cache by name (no download)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    cache = tmp_path / "hub" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), cache / weights.url.split("/")[-1])
+    rc = main(["explain", "--model", "torchvision:resnet18", "--weights", "DEFAULT", "--out",
+               str(tmp_path / "h"), *common])
+    assert rc == 0, capsys.readouterr().err
+    model, meta = load_model(None, "torchvision:resnet18", "IMAGENET1K_V1")
+    assert meta["classes"][281] == "tabby" and meta["resize"] == 256
+    # any model from module:function
+    (tmp_path / "mynet.py").write_text(
+        "import torch.nn as nn\n"
+        "def make():\n"
+        "    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
+        "                        nn.Flatten(), nn.Linear(4, 2))\n"
+        "    return net, {'classes': ['cat', 'dog'], 'input_size': 16}\n")
+    rc = main(["explain", "--model", f"{tmp_path / 'mynet.py'}:make", "--out",
+               str(tmp_path / "u"), *common[:2], "--methods", "gradcam", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "gradcam layer: 1 (default" in out
+
+
 @pytest.fixture
 def garbage_png(tmp_path):
     path = tmp_path / "x.png"
@@ -144,14 +181,22 @@ ERRORS = {
     "bad indices": (["--indices", "a,b"], "--indices"),
     "target out of range": (["--target", "10", "--methods", "gxi"], "--target"),
     "images and dataset": (["--images", "{garbage}", "--dataset", "digits"], "either"),
-    "torchvision without weights": (["--model", "torchvision:resnet18"], "--weights"),
+    "torchvision without weights": (["--model", "torchvision:resnet18"], "--random-init"),
+    "weights not in the hub cache": (["--model", "torchvision:resnet18", "--weights",
+                                      "IMAGENET1K_V1"], "never downloads"),
+    "unknown weights name": (["--model", "torchvision:resnet18", "--weights", "NOPE"],
+                             "IMAGENET1K_V1"),
+    "bad model spec": (["--model", "resnet18"], "module:function"),
+    "missing user module": (["--model", "no_such_module_xyz:make"], "no_such_module_xyz"),
     "unknown torchvision model": (["--model", "torchvision:nosuchnet", "--weights", "w"],
                                   "nosuchnet"),
     "weights that do not fit": (["--model", "torchvision:resnet18", "--weights", "{weights}",
                                  "--images", "{garbage}"], "do not fit"),
     "unknown dataset": (["--dataset", "nosuchset"], "nosuchset"),
     "unknown gradcam layer": (["--method-arg", "gradcam.layer=features.99"], "features.99"),
-    "unknown smoothgrad base": (["--method-arg", "smoothgrad.base=nosuch"], "nosuch"),
+    "unknown smoothgrad base": (["--methods", "smoothgrad", "--method-arg",
+                                 "smoothgrad.base=nosuch"], "nosuch"),
+    "option of a method not run": (["--method-arg", "smoothgrad.nt_samples=2"], "--methods"),
     "n not positive": (["--n", "0"], "--n"),
 }
 

@@ -11,11 +11,12 @@ from attrlab import viz
 CELL_PX = round(viz.CELL_INCHES * viz.DPI)
 
 
-def _grid(tmp_path, maps, signed, n=1, overlay=False):
+def _grid(tmp_path, maps, signed, n=1, overlay=False, clip=2.0):
     images = torch.linspace(0, 1, n * 64).view(n, 1, 8, 8)
     titles = [f"pred {i} / true {i}" for i in range(n)]
-    path = viz.plot_grid(images, maps, signed, titles, tmp_path / "grid.png", overlay=overlay)
-    fig = viz.make_grid_figure(images, maps, signed, titles, overlay=overlay)
+    path = viz.plot_grid(images, maps, signed, titles, tmp_path / "grid.png", overlay=overlay,
+                         clip=clip)
+    fig = viz.make_grid_figure(images, maps, signed, titles, overlay=overlay, clip=clip)
     fig.canvas.draw()
     return path, fig
 
@@ -54,12 +55,44 @@ def test_signed_map_uses_diverging_colormap_centred_at_zero(tmp_path):
     red, blue = _patch(png, axes[2], 0.25, 0.5), _patch(png, axes[2], 0.75, 0.5)
     assert red[0] > red[2] + 50, red
     assert blue[2] > blue[0] + 50, blue
-    # small positive values stay close to white: limits are +-max|a|
+    # without clipping small positive values stay close to white: limits are +-max|a|
     weak = torch.full((1, 1, 8, 8), 0.01)
     weak[..., 0, 0] = -1.0
-    path, fig = _grid(tmp_path, {"w": weak}, {"w": True})
+    path, fig = _grid(tmp_path, {"w": weak}, {"w": True}, clip=0)
     png = np.asarray(Image.open(path).convert("RGB")).astype(float)
     assert _patch(png, fig.axes[1], 0.6, 0.6).min() > 225
+    # with the default clip (2 %) the one outlier saturates and the rest is clearly red
+    path, fig = _grid(tmp_path, {"w": weak}, {"w": True})
+    png = np.asarray(Image.open(path).convert("RGB")).astype(float)
+    red = _patch(png, fig.axes[1], 0.6, 0.6)
+    assert red[0] > red[2] + 50 and red.min() < 120, red  # saturated dark red, not white
+
+
+def test_color_limits_clip_a_percentile_and_infer_sign():
+    heat = np.arange(100.0)  # 0..99
+    assert viz.color_limits(heat, False, clip=0) == (0.0, 99.0)
+    lo, hi = viz.color_limits(heat, False, clip=2)
+    assert lo == 0 and hi == pytest.approx(np.percentile(heat, 98))
+    assert viz.color_limits(-heat, True, clip=10)[1] == pytest.approx(np.percentile(heat, 90))
+    assert viz.color_limits(np.zeros(4), True) == (-1.0, 1.0)
+    sparse = np.zeros(100)
+    sparse[0] = 3.0  # the 98th percentile is 0: fall back to the maximum
+    assert viz.color_limits(sparse, False, clip=2) == (0.0, 3.0)
+    assert viz.infer_signed(torch.tensor([1.0, -0.1])) and not viz.infer_signed(np.ones(3))
+    with pytest.raises(ValueError, match="clip"):
+        viz.make_grid_figure(torch.rand(1, 1, 8, 8), {"a": torch.rand(1, 1, 8, 8)}, clip=100)
+
+
+def test_one_colour_bar_per_sign_type(tmp_path):
+    maps = {"s": torch.randn(2, 1, 8, 8), "u": torch.rand(2, 1, 8, 8), "v": torch.rand(2, 1, 8, 8)}
+    fig = viz.make_grid_figure(torch.rand(2, 1, 8, 8), maps, None)  # signs inferred
+    assert len(fig.axes) == 2 * 4 + 2
+    labels = sorted(ax.get_ylabel().split(",")[0] for ax in fig.axes[8:])
+    assert labels == ["non-negative", "signed"]
+    fig = viz.make_grid_figure(torch.rand(2, 1, 8, 8), {"u": maps["u"]}, {"u": False})
+    assert len(fig.axes) == 2 * 2 + 1
+    fig = viz.make_grid_figure(torch.rand(2, 1, 8, 8), maps, None, colorbar=False)
+    assert len(fig.axes) == 2 * 4
 
 
 def test_nonnegative_map_uses_sequential_colormap_from_zero(tmp_path):
@@ -88,6 +121,13 @@ def test_overlay_shows_the_input_through_the_heatmap(tmp_path):
     png = np.asarray(Image.open(path).convert("RGB")).astype(float)
     dark, light = _patch(png, fig.axes[1], 0.25, 0.5), _patch(png, fig.axes[1], 0.75, 0.5)
     assert light.mean() > dark.mean() + 60
+    # a strong positive signed map over the white half is red, not lost in white
+    strong = torch.ones(1, 1, 8, 8)
+    path = viz.plot_grid(images, {"p": strong}, {"p": True}, ["t"], tmp_path / "p.png",
+                         overlay=True)
+    png = np.asarray(Image.open(path).convert("RGB")).astype(float)
+    px = _patch(png, fig.axes[1], 0.75, 0.5)
+    assert px[0] > px[2] + 50 and px[0] > px[1] + 50, px
 
 
 def test_to_heatmap_denormalize_and_shape_checks():

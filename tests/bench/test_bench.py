@@ -1,15 +1,25 @@
 """The bench harness: storage, resume, leaderboard, HTML report, CLI."""
 
+import csv
 import json
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 import torch
 
 from attrlab import cli
 from attrlab.experiments.bench import BenchConfig, run
-from attrlab.experiments.report import format_leaderboard, leaderboard, write_report
+from attrlab.experiments.report import (
+    coincidence_notes,
+    format_leaderboard,
+    identical_groups,
+    leaderboard,
+    write_csv,
+    write_latex,
+    write_report,
+)
 from attrlab.experiments.store import ResultStore
 from attrlab.metrics import base as metric_base
 
@@ -121,16 +131,61 @@ def test_changed_configuration_adds_units_and_the_report_reads_the_current_plan(
 def test_leaderboard_marks_best_by_direction(tmp_path):
     with ResultStore(tmp_path / "s.sqlite") as store:
         store.set_info("higher_is_better", {"up": True, "down": False})
-        store.add("a", "up", [0, 1], [1.0, 3.0])
-        store.add("b", "up", [0, 1], [0.0, 1.0])
-        store.add("a", "down", [0, 1], [1.0, 3.0])
-        store.add("b", "down", [0, 1], [0.0, 1.0])
+        samples = list(range(8))
+        a = [1.0, 3.0, 2.0, 4.0, 2.5, 3.5, 1.5, 3.0]
+        b = [v - 1.0 - 0.1 * i for i, v in enumerate(a)]  # always lower than a
+        store.add("a", "up", samples, a)
+        store.add("b", "up", samples, b)
+        store.add("a", "down", samples, a)
+        store.add("b", "down", samples, b)
         methods, metrics, cells = leaderboard(store)
         assert cells[("a", "up")].best and not cells[("b", "up")].best
         assert cells[("b", "down")].best and not cells[("a", "down")].best
-        assert cells[("a", "up")].mean == 2.0 and cells[("a", "up")].se == pytest.approx(1.0)
+        assert cells[("a", "up")].p == pytest.approx(2 / 2 ** 8)  # exact Wilcoxon, n = 8
+        assert cells[("a", "up")].mean == pytest.approx(np.mean(a))
+        assert cells[("a", "up")].se == pytest.approx(np.std(a, ddof=1) / np.sqrt(8))
         text = format_leaderboard(store)
-        assert "2 ± 1 *" in text and "down (↓)" in text
+        assert f"{cells[('a', 'up')].text()} *" in text and "down (↓)" in text
+
+
+def test_best_needs_a_significant_paired_difference_and_ties_share_it(tmp_path):
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.set_info("higher_is_better", {"k": True})
+        samples = list(range(10))
+        a = [0.5, 0.7, 0.2, 0.9, 0.4, 0.6, 0.3, 0.8, 0.1, 0.55]
+        noise = [0.05, -0.04, 0.03, -0.06, 0.02, -0.01, 0.04, -0.05, 0.03, -0.02]
+        store.add("a", "k", samples, a)
+        store.add("a_copy", "k", samples, a)           # identical scores: shares any mark
+        store.add("c", "k", samples, [x + e for x, e in zip(a, noise)])  # within noise
+        methods, metrics, cells = leaderboard(store)
+        assert not any(c.best for c in cells.values())  # a leads c by 0.001: no mark
+        assert cells[("a", "k")].p > 0.05
+        store.add("d", "k", samples, [x - 0.5 for x in a])
+        assert identical_groups(store) == [["a", "a_copy"]]
+        notes = coincidence_notes(store)
+        assert len(notes) == 1 and notes[0].startswith("a, a_copy have identical")
+    with ResultStore(tmp_path / "t.sqlite") as store:
+        store.set_info("higher_is_better", {"k": True})
+        store.add("a", "k", samples, a)
+        store.add("a_copy", "k", samples, a)
+        store.add("d", "k", samples, [x - 0.5 for x in a])
+        methods, _, cells = leaderboard(store)
+        assert cells[("a", "k")].best and cells[("a_copy", "k")].best
+        assert not cells[("d", "k")].best and methods[-1] == "d"  # rows by mean rank
+
+
+def test_exports_csv_and_latex(tmp_path):
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.set_info("higher_is_better", {"m_k": False})
+        store.add("g_x", "m_k", [0, 1, 2], [0.25, 0.5, 0.75])
+        board, scores = write_csv(store, tmp_path)
+        tex = write_latex(store, tmp_path).read_text()
+    rows = list(csv.DictReader(board.open()))
+    assert rows[0]["method"] == "g_x" and float(rows[0]["mean"]) == 0.5
+    assert rows[0]["higher_is_better"] == "False" and rows[0]["n"] == "3"
+    assert len(list(csv.DictReader(scores.open()))) == 3
+    assert r"g\_x & 0.5 $\pm$" in tex and r"m\_k $\downarrow$" in tex
+    assert tex.count(r"\begin{tabular}") == 1 and r"\end{tabular}" in tex
 
 
 class Checker(HTMLParser):
@@ -159,13 +214,17 @@ def test_report_is_valid_html_referencing_existing_files(tmp_path):
     checker.feed(text)
     assert not checker.errors and checker.stack == []
     assert text.startswith("<!DOCTYPE html>")
-    assert set(checker.srcs) == {"samples.png", "curve_test_sum.png"}
-    for src in checker.srcs:
-        assert (html_path.parent / src).stat().st_size > 1000
+    # self-contained: every image is inlined, the PNGs are written next to it as well
+    assert len(checker.srcs) == 2 and all(s.startswith("data:image/png;base64,")
+                                          for s in checker.srcs)
+    for name in ("samples.png", "curve_test_sum.png", "leaderboard.csv", "scores.csv",
+                 "leaderboard.tex"):
+        assert (html_path.parent / name).stat().st_size > 50, name
     assert not re.search(r"(src|href)=\"https?:", text)  # opens offline
     for m in ("saliency", "gxi", "ig"):
         assert f"<td>{m}</td>" in text
-    assert "&#34;torch&#34;" in text and "test_sum" in text  # escaped JSON
+    assert "test_sum" in text and "{" not in text.split("<h2>Run</h2>")[1].split("<script")[0]
+    assert "time / sample" in text and " ms</td>" in text  # attribution time per method
 
 
 def test_cli_bench_config_file_and_errors(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -64,7 +65,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not store_path.exists():
             raise FileNotFoundError(f"no results to report in {store_path}")
     else:
-        run(cfg, progress=not args.no_progress, fresh=args.fresh, shard=shard)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            run(cfg, progress=not args.no_progress, fresh=args.fresh, shard=shard)
+        for w in caught:
+            if issubclass(w.category, UserWarning):
+                print(f"attrlab: warning: {w.message}", file=sys.stderr)
     with ResultStore(store_path) as store:
         print(format_leaderboard(store))
         done, total = store.progress()
@@ -96,7 +104,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     b.add_argument("--weights", help="state_dict file for --model")
     b.add_argument("--num-classes", type=int, help="classes of --model")
     b.add_argument("--input-size", type=int, help="input size of --model")
-    b.add_argument("--dataset", help="data set (default: the checkpoint's)")
+    b.add_argument("--dataset", metavar="NAME|DIR|FILE.npz",
+                   help="a registered data set (digits, mnist, cifar10; default: the "
+                   "checkpoint's), an ImageFolder tree DIR/<class>/<image> (or "
+                   "DIR/<split>/<class>/...; resized and centre-cropped for the model, "
+                   "normalised with its mean/std) or an .npz with inputs and labels (uint8 "
+                   "images, or float inputs already normalised); a model/data mismatch "
+                   "(classes, input size, normalisation) is warned about")
     b.add_argument("--split", choices=("train", "test"), help="split (default test)")
     b.add_argument("--methods", help="comma-separated method names (default: every registered "
                    "method costing at most 200 passes per sample at its defaults)")

@@ -5,19 +5,26 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..core.options import parse_kv
-from ..methods.options import check_options
-
 
 class UserError(ValueError):
     """An error caused by the command line or the files it names (printed as one line)."""
+
+
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices`` (case-insensitive), else ``""``."""
+    from ..core.registry import closest
+
+    best = closest(name, choices)
+    return f" (did you mean {best!r}?)" if best else ""
 
 
 def parse_method_args(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     """``["ig.n_steps=16", "gradcam.layer=features.10"]`` ->
     {"ig": {"n_steps": 16}, "gradcam": {"layer": "features.10"}}; method names and keys are
     validated against the registry."""
+    from ..core.options import parse_kv
     from ..methods import available
+    from ..methods.options import check_options
 
     out: dict[str, dict[str, Any]] = {}
     for item in items or ():
@@ -27,7 +34,8 @@ def parse_method_args(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
             raise UserError(f"--method-arg must look like METHOD.KEY=VALUE "
                             f"(e.g. ig.n_steps=16), got {item!r}")
         if method not in available():
-            raise UserError(f"--method-arg {item!r}: unknown method {method!r}; available: "
+            raise UserError(f"--method-arg {item!r}: unknown method {method!r}"
+                            f"{did_you_mean(method, available())}; available: "
                             f"{', '.join(available())}")
         out.setdefault(method, {}).update(parse_kv([f"{key}={item.partition('=')[2]}"],
                                                    "--method-arg"))
@@ -52,6 +60,6 @@ def parse_methods(text: str | None) -> list[str]:
         raise UserError("--methods is empty")
     unknown = [s for s in names if s not in available()]
     if unknown:
-        raise UserError(f"unknown method {unknown[0]!r}; available: {', '.join(available())} "
-                        "(or all)")
+        raise UserError(f"unknown method {unknown[0]!r}{did_you_mean(unknown[0], available())}; "
+                        f"available: {', '.join(available())} (or all)")
     return list(dict.fromkeys(names))

@@ -64,14 +64,17 @@ def add_roar_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", default="digits_nib_cnn", help="shipped name or file")
     r.add_argument("--dataset", help="data set (default: the checkpoint's)")
     r.add_argument("--methods", default="gxsi,ig,saliency", help="comma-separated methods")
-    r.add_argument("--method-arg", action="append", metavar="METHOD.KEY=VALUE")
-    r.add_argument("--fractions", default="0.1,0.3,0.5,0.7,0.9")
+    r.add_argument("--method-arg", action="append", metavar="METHOD.KEY=VALUE",
+                   help="a method option, repeatable (e.g. ig.n_steps=16)")
+    r.add_argument("--fractions", default="0.1,0.3,0.5,0.7,0.9",
+                   help="comma-separated fractions of pixels removed (default 0.1,...,0.9)")
     r.add_argument("--seeds", default="0", help="comma-separated seeds")
     r.add_argument("--preset", default="digits", help="training recipe of the retrained models")
     r.add_argument("--epochs", type=int, help="reduced budget: epochs of each retraining")
     r.add_argument("--subset", type=int, help="reduced budget: first N train/test images")
-    r.add_argument("--data-dir")
-    r.add_argument("--out", default="attrlab-roar")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
+    r.add_argument("--out", default="attrlab-roar", help="output directory with the result "
+                   "store (default attrlab-roar)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_roar)
     return r

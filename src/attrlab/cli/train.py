@@ -68,7 +68,12 @@ def _train_text(args: argparse.Namespace, recipe) -> int:
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    t = sub.add_parser("train", help="train a zoo model on a data set with a paper's recipe")
+    t = sub.add_parser("train", help="train a zoo model on a data set with a paper's recipe",
+                       description="Train a zoo model (attrlab.models) on a registered data "
+                       "set with a paper's recipe (--preset), deterministically from --seed; "
+                       "writes a checkpoint with weights and metadata (architecture, data set, "
+                       "normalisation, test accuracy, the command) and resumes from "
+                       "OUT.partial after an interruption.")
     t.add_argument("--model", required=True, help="zoo builder: nib_vgg, resnet8, cnn6c3l, "
                    "mnist_cnn, nib_cnn, lstm_classifier")
     t.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
@@ -79,7 +84,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    "sst2")
     t.add_argument("--epochs", type=int, help="override the preset's epochs (milestones scale)")
     t.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data "
+                   "order and augmentation (default 0)")
     t.add_argument("--out", required=True, help="checkpoint file to write (resumes from "
                    "OUT.partial if present)")
     t.add_argument("--half", action="store_true", help="store weights as float16")

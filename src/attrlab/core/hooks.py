@@ -9,6 +9,8 @@
   follows the module.
 * :func:`capture_output_grads` records the gradients with respect to module outputs through
   tensor hooks, without copying anything (FullGrad's bias-gradients).
+* :func:`trace_calls` records which module calls happen in a forward pass, in order, with
+  their output shapes (Grad-CAM's default layer).
 * Backward rules for nonlinearities (Guided Backprop, RectGrad, DeepLIFT) live in
   :mod:`attrlab.core.rules`.
 """
@@ -165,4 +167,26 @@ def capture_output_grads(modules: dict[str, nn.Module]) -> Iterator[dict[str, li
     with HookSet() as hooks:
         for name, module in modules.items():
             hooks.forward(module, make(name))
+        yield record
+
+
+@contextlib.contextmanager
+def trace_calls(model: nn.Module) -> Iterator[list[tuple[str, nn.Module, tuple | None]]]:
+    """Record every module call of ``model`` during the body, in the order the calls
+    *complete* (a block after its children): ``(name, module, output shape)`` per call, the
+    shape ``None`` for a non-tensor output. Hooks are removed on exit, also after errors."""
+    record: list[tuple[str, nn.Module, tuple | None]] = []
+
+    def make(name: str) -> Callable:
+        def hook(module: nn.Module, _inp: tuple, out: Any) -> None:
+            record.append((name, module, tuple(out.shape) if isinstance(out, Tensor) else None))
+
+        return hook
+
+    seen: set[int] = set()
+    with HookSet() as hooks:
+        for name, module in model.named_modules():
+            if name and id(module) not in seen:
+                seen.add(id(module))
+                hooks.forward(module, make(name))
         yield record

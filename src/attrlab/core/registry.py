@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, Sequence, TypeVar
 
 T = TypeVar("T", bound=type)
+
+
+def closest(name: str, choices: Sequence[str]) -> str | None:
+    """The registered name ``name`` most likely meant: a case-insensitive match, else the
+    closest by :func:`difflib.get_close_matches` (None if nothing is close)."""
+    import difflib
+
+    lower = {c.lower(): c for c in choices}
+    if name.lower() in lower:
+        return lower[name.lower()]
+    hit = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+    return lower[hit[0]] if hit else None
 
 
 class Registry(Generic[T]):
@@ -28,6 +40,8 @@ class Registry(Generic[T]):
     def get_class(self, name: str) -> T:
         """The class registered under ``name``; a ValueError listing the names otherwise."""
         if name not in self.items:
-            raise ValueError(f"unknown {self.kind} {name!r}; available: "
+            best = closest(str(name), self.available())
+            hint = f" (did you mean {best!r}?)" if best else ""
+            raise ValueError(f"unknown {self.kind} {name!r}{hint}; available: "
                              f"{', '.join(self.available())}")
         return self.items[name]

@@ -127,10 +127,84 @@ class Setup:
     metric_specs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
-    """Load model and data, build methods and metrics; all errors are raised here, early."""
+def _is_path(name: str) -> bool:
+    return name.endswith(".npz") or "/" in name or "\\" in name or Path(name).is_dir()
+
+
+def _data_sha1(dataset: Any, n: int) -> str:
+    """SHA-1 of the first ``n`` samples (inputs and labels) of a user's data set."""
+    import hashlib
+
+    x, y = dataset.tensors(torch.arange(n))
+    h = hashlib.sha1()
+    h.update(x.detach().float().cpu().contiguous().numpy().tobytes())
+    h.update(y.detach().long().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _logits_model(model: torch.nn.Module, data: Any, cfg: "BenchConfig") -> torch.nn.Module:
+    """A Python-given model returning Hugging Face ``ModelOutput``s, wrapped to return their
+    ``.logits`` (metrics call the model directly); others as they are."""
+    from .api import LogitsOf
+
+    x, _ = data.tensors(torch.arange(1))
+    with torch.no_grad():
+        out = model(x.to(cfg.device))
+    if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
+        return LogitsOf(model).eval()
+    return model
+
+
+def check_model_data(model: torch.nn.Module, meta: Mapping[str, Any], dataset: Any,
+                     x: Tensor, labels: Tensor) -> list[str]:
+    """Warnings where the model and the data disagree: class count, input size,
+    normalisation constants, and inputs whose statistics do not look normalised."""
+    warn = []
+    info = dataset.info
+    with torch.no_grad():
+        out = model(x)
+    k = out.shape[1] if out.dim() == 2 else 1
+    n_data = max(int(getattr(info, "num_classes", 0) or 0), int(labels.max()) + 1)
+    if n_data > k:
+        raise ValueError(f"the data has {n_data} classes but the model only {k} outputs")
+    if n_data != k:
+        warn.append(f"the model has {k} outputs but the data {n_data} classes: is this the "
+                    "model trained on this data?")
+    size = meta.get("input_size")
+    if size and int(size) != int(x.shape[-1]):
+        warn.append(f"the model expects {size}-pixel inputs but the data is "
+                    f"{x.shape[-1]} px: attributions of a model run off its resolution are "
+                    "hard to read")
+    m_mean, m_std = meta.get("mean"), meta.get("std")
+    if m_mean and m_std and info.mean and len(m_mean) == len(info.mean):
+        gap = max(max(abs(a - b) for a, b in zip(m_mean, info.mean)),
+                  max(abs(a - b) for a, b in zip(m_std, info.std)))
+        if gap > 0.02:
+            warn.append(f"the data is normalised with mean {list(info.mean)} / std "
+                        f"{list(info.std)} but the model expects mean {list(m_mean)} / std "
+                        f"{list(m_std)}")
+    chan = x.transpose(0, 1).flatten(1)
+    mu, sd = chan.mean(1), chan.std(1)
+    if bool((mu.abs() > 1.5).any()) or bool(((sd < 0.25) | (sd > 4)).any()):
+        warn.append(f"the inputs do not look normalised (per-channel mean "
+                    f"{[round(float(v), 2) for v in mu]}, std {[round(float(v), 2) for v in sd]})")
+    return warn
+
+
+def resolve(cfg: BenchConfig, with_metrics: bool = True, model: torch.nn.Module | None = None,
+            data: Any = None) -> Setup:
+    """Load model and data, build methods and metrics; all errors are raised here, early.
+
+    ``model``/``data`` (from Python, :func:`run`) replace the configured ones: any
+    ``nn.Module`` and a torch ``Dataset`` of (normalised input, label) pairs (or an attrlab
+    data set). ``cfg.dataset`` may also be a path to a user's ImageFolder tree or ``.npz``
+    (:func:`attrlab.data.files.user_dataset`)."""
+    import warnings
+
     from .. import metrics as M
     from ..data import load_dataset
+    from ..data.core import DATASETS
+    from ..data.files import from_torch_dataset, user_dataset
     from ..methods import get
     from ..methods.options import check_options
     from ..models.loading import load_model
@@ -140,20 +214,45 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
         raise ValueError(f"target must be 'label' or 'pred', got {cfg.target!r}")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {cfg.batch_size!r}")
-    model, meta = load_model(checkpoint=None if cfg.torchvision else cfg.checkpoint,
-                             torchvision_model=f"torchvision:{cfg.torchvision}"
-                             if cfg.torchvision else None, weights=cfg.weights,
-                             num_classes=cfg.num_classes, input_size=cfg.input_size)
+    if model is None:
+        model, meta = load_model(checkpoint=None if cfg.torchvision else cfg.checkpoint,
+                                 torchvision_model=f"torchvision:{cfg.torchvision}"
+                                 if cfg.torchvision else None, weights=cfg.weights,
+                                 num_classes=cfg.num_classes, input_size=cfg.input_size)
+        model_name = f"torchvision:{cfg.torchvision}" if cfg.torchvision else str(cfg.checkpoint)
+    else:
+        meta, model_name = {}, f"python:{type(model).__name__}"
     model = model.to(cfg.device).eval()
     name = cfg.dataset or meta.get("dataset")
-    if not name:
+    python_model = not meta
+    if data is not None:
+        data = from_torch_dataset(data, name or "dataset", cfg.limit)
+        name = name or data.info.name
+        data_spec: dict[str, Any] = {"dataset": f"python:{name}", "split": cfg.split}
+    elif not name:
         raise ValueError("no dataset: give --dataset (the model's metadata names none)")
-    data = load_dataset(name, cfg.split, cfg.data_dir)
+    elif name not in DATASETS and _is_path(name):
+        data = user_dataset(name, meta, cfg.split)
+        data_spec = {"dataset": str(name), "split": cfg.split}
+    else:
+        data = load_dataset(name, cfg.split, cfg.data_dir)
+        data_spec = {"dataset": name, "split": cfg.split}
+    if python_model:
+        model = _logits_model(model, data, cfg)
+    if not meta:
+        meta = {"mean": list(data.info.mean), "std": list(data.info.std),
+                "input_size": None, "dataset": name}
     n = len(data) if cfg.limit is None else min(cfg.limit, len(data))
     if n < 1:
         raise ValueError(f"limit must be positive, got {cfg.limit}")
-    indices = torch.arange(n)
+    if "sha1" not in data_spec and (data_spec["dataset"] != name or name not in DATASETS):
+        data_spec["sha1"] = _data_sha1(data, n)  # a user's data: named by its content
+    x0, y0 = data.tensors(torch.arange(min(n, cfg.batch_size)))
     notes: list[str] = []
+    for w in check_model_data(model, meta, data, x0.to(cfg.device), y0):
+        warnings.warn(w, UserWarning, stacklevel=3)
+        notes.append(f"warning: {w}")
+    indices = torch.arange(n)
     method_names = cfg.methods or default_methods()
     methods = {m: get(m, model, **check_options(m, cfg.method_options.get(m, {})))
                for m in method_names}
@@ -172,10 +271,9 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True) -> Setup:
                for k in (metric_names if with_metrics else [])}
     metric_specs = {k: {"name": k, "options": dict(cfg.metric_options.get(k, {}))}
                     for k in metrics}
-    fingerprint = model_fingerprint(model, f"torchvision:{cfg.torchvision}" if cfg.torchvision
-                                    else str(cfg.checkpoint))
+    fingerprint = model_fingerprint(model, model_name)
     return Setup(model, meta, data, indices, methods, metrics, notes, fingerprint,
-                 {"dataset": name, "split": cfg.split}, method_specs, metric_specs)
+                 data_spec, method_specs, metric_specs)
 
 
 def plan(cfg: BenchConfig, setup: Setup) -> Plan:
@@ -225,7 +323,9 @@ def _result(unit: Unit, scores: Tensor, curve: tuple[Tensor, Tensor] | None) -> 
 
 
 def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
-                  done: frozenset[str] | set[str] = frozenset()) -> Iterator[tuple[Unit, Result]]:
+                  done: frozenset[str] | set[str] = frozenset(),
+                  timings: dict[str, list[float]] | None = None
+                  ) -> Iterator[tuple[Unit, Result]]:
     """Compute the units of ``group`` whose keys are not in ``done``; yields each
     ``(unit, result)`` as soon as it is computed.
 
@@ -233,7 +333,8 @@ def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
     seeded with ``seed * 100003 + first sample``: :meth:`Attribution.seeded`, so a resumed or
     sharded run draws the same noise); metrics that call the method again (``needs_method``)
     score each map on its own, every other metric scores the maps of all methods of the
-    batch through :func:`score_maps`."""
+    batch through :func:`score_maps`. ``timings`` (if given) accumulates
+    ``[seconds, samples]`` of each method's attribution."""
     pending = [u for u in group.units if u.key not in done]
     if not pending:
         return
@@ -247,7 +348,14 @@ def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
     maps: dict[str, Tensor] = {}
     for name in dict.fromkeys(u.method_name for u in pending):
         method = setup.methods[name]
+        start = time.perf_counter()
         maps[name] = method.attribute(x, y, **method.seeded(cfg.seed * 100003 + int(idx[0])))
+        if timings is not None:  # attribution wall time (synchronised once per batch on GPU)
+            if maps[name].is_cuda:
+                torch.cuda.synchronize(maps[name].device)
+            t = timings.setdefault(name, [0.0, 0])
+            t[0] += time.perf_counter() - start
+            t[1] += len(idx)
         for u in pending:
             if u.method_name == name and needs[u.metric_name]:
                 for _, scores, curve in score_maps(setup.metrics[u.metric_name], setup.model,
@@ -264,20 +372,33 @@ def execute_group(setup: Setup, cfg: BenchConfig, group: Group,
             yield units[name], _result(units[name], scores, curve)
 
 
-def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False,
-        shard: tuple[int, int] | str | None = None) -> Path:
+def run(cfg: BenchConfig | None = None, progress: bool = True, fresh: bool = False,
+        shard: tuple[int, int] | str | None = None, *, model: torch.nn.Module | None = None,
+        data: Any = None, report: bool = False, **options: Any) -> Path:
     """Run (or resume) the benchmark into ``cfg.out``; returns the store path.
+
+    From Python, ``attrlab.bench.run(model=net, data=dataset, methods=[...], metrics=[...],
+    out="my-bench", report=True)`` benchmarks any ``nn.Module`` on any torch ``Dataset`` of
+    (normalised input, label) pairs; ``options`` are :class:`BenchConfig` fields (on top of
+    ``cfg``), ``report=True`` also writes ``report.html`` (and the CSV/LaTeX exports).
+    Disagreements of model and data (classes, input size, normalisation) are warned about
+    and noted in the report.
 
     ``shard=(i, n)`` (or ``"i/n"``) computes only the groups ``i, i + n, ...`` of the plan
     (:meth:`Plan.shard`); the store still records the whole plan, so the stores of all ``n``
     shards merge (:func:`attrlab.experiments.store.merge`) into the unsharded result."""
     from tqdm.auto import tqdm
 
+    if cfg is None:
+        cfg = BenchConfig()
+    if options or model is not None:
+        extra = {"checkpoint": None} if model is not None else {}
+        cfg = BenchConfig.from_dict({**asdict(cfg), **extra, **options}, source="run()")
     if isinstance(shard, str):
         shard = parse_shard(shard)
     elif shard is not None:
         parse_shard(f"{shard[0]}/{shard[1]}")
-    setup = resolve(cfg)
+    setup = resolve(cfg, model=model, data=data)
     full = plan(cfg, setup)
     todo = full if shard is None else full.shard(*shard)
     out = Path(cfg.out)
@@ -298,12 +419,20 @@ def run(cfg: BenchConfig, progress: bool = True, fresh: bool = False,
         started = time.perf_counter()
         bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc="bench",
                    disable=not progress, file=sys.stderr)
+        timings: dict[str, list[float]] = {}
         for group in pending.groups:
-            for unit, result in execute_group(setup, cfg, group, done):
+            for unit, result in execute_group(setup, cfg, group, done, timings):
                 store.put(unit, result)
                 bar.set_postfix(method=unit.method_name)
                 bar.update(1)
+            if timings:
+                store.set_info("method_seconds", {m: t for m, t in timings.items()})
         bar.update(sum(u.key in done for g in pending.groups for u in g.units))
         bar.close()
         store.set_info("seconds_last_run", time.perf_counter() - started)
+        store.set_info("model_name", setup.fingerprint.get("name"))
+    if report:
+        from .report import write_report
+
+        write_report(path, setup=setup if (model is not None or data is not None) else None)
     return path

@@ -17,13 +17,15 @@ Defaults of methods that need data:
   the data set when one is available (the ``--dataset``, or the checkpoint's data set when
   ``--images`` are explained and that data set can be loaded); otherwise 16 **uniform-noise
   images** (pixels uniform in [0, 1], normalised like the inputs, seed 0).
-* ``gradcam`` without ``gradcam.layer`` uses the model's last convolution (the method's own
-  default); ``smoothgrad`` without ``smoothgrad.base`` smooths ``saliency``.
+* ``gradcam`` without ``gradcam.layer`` uses the output of the model's last feature block
+  (the method's own default, e.g. ``layer4`` on a ResNet; printed); ``smoothgrad`` without ``smoothgrad.base`` smooths ``saliency``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -36,6 +38,8 @@ from .fitting import fit_methods, reference_data
 
 PNG_NAME = "explain.png"
 NPZ_NAME = "attributions.npz"
+#: Layers used (Grad-CAM's), seconds and options per method.
+JSON_NAME = "explain.json"
 # Arrays of attributions.npz that are not methods.
 NPZ_FIXED = ("inputs", "labels", "preds", "targets")
 
@@ -74,13 +78,86 @@ def row_titles(preds: Tensor, labels: Tensor, meta: Mapping[str, Any]) -> list[s
             for p, t in zip(preds, labels)]
 
 
+@dataclass
+class MethodRun:
+    """What :func:`attribute_all` computed: maps (on the CPU), whether each is signed, the
+    built methods, seconds per method and the layer each layer-based method used."""
+
+    maps: dict[str, Tensor]
+    signed: dict[str, bool]
+    methods: dict[str, Any]
+    seconds: dict[str, float]
+    layers: dict[str, str]
+    notes: list[str] = field(default_factory=list)
+
+
+def attribute_all(model: nn.Module, x: Tensor, targets: Tensor, method_names: Sequence[str],
+                  method_options: Mapping[str, Mapping[str, Any]] | None,
+                  meta: Mapping[str, Any], reference: Any = None, progress: bool = False,
+                  seed: int = 0) -> MethodRun:
+    """Build every method of ``method_names`` on ``model`` (options checked first), fit those
+    that need data on ``reference`` (default: 16 uniform-noise images normalised with
+    ``meta``'s mean/std) and attribute ``x`` to ``targets`` with each; random methods draw
+    from a generator seeded with ``seed``. Errors name the method."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from .. import methods
+    from ..methods.options import check_options
+
+    method_options = method_options or {}
+    unknown = [m for m in method_names if m not in methods.available()]
+    if unknown:
+        raise ValueError(f"unknown method {unknown[0]!r}; available: "
+                        f"{', '.join(methods.available())}")
+    options = {m: check_options(m, method_options.get(m, {})) for m in method_names}
+    built = {}  # constructors validate their options (a layer name, ...) before any work
+    for name in method_names:
+        try:
+            built[name] = methods.get(name, model, **options[name])
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"method {name}: {one_line(err)}") from err
+    notes = []
+    if any(m.needs_data for m in built.values()):
+        data, what = (reference, "the given reference data") if reference is not None \
+            else reference_data(x.cpu(), meta)
+        if isinstance(data, Tensor):
+            data = data.to(x.device)
+        notes = fit_methods(built, data, what)
+    maps: dict[str, Tensor] = {}
+    signed: dict[str, bool] = {}
+    seconds: dict[str, float] = {}
+    bar = tqdm(method_names, desc="explain", unit="method", disable=not progress,
+               file=sys.stderr)
+    with bar:
+        for name in bar:
+            bar.set_postfix_str(name)
+            method = built[name]
+            start = time.perf_counter()
+            try:
+                a = method.attribute(x, target=targets.to(x.device), **method.seeded(seed))
+            except RuntimeError as err:
+                raise ValueError(f"method {name} failed: {one_line(err)}") from err
+            except TypeError as err:
+                raise ValueError(f"method {name}: {one_line(err)}") from err
+            maps[name] = a.detach().float().cpu()
+            seconds[name] = time.perf_counter() - start
+            signed[name] = bool(method.signed)
+    layers = {k: str(m.layer_name) for k, m in built.items()
+              if getattr(m, "layer_name", None) is not None}
+    return MethodRun(maps, signed, built, seconds, layers, notes)
+
+
 def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Sequence[str],
             method_options: Mapping[str, Mapping[str, Any]] | None, out_dir: str | Path,
             meta: Mapping[str, Any], target: int | None = None,
             reference: Any = None, overlay: bool = False,
             progress: bool = True, seed: int = 0) -> dict[str, Tensor]:
     """Attribute ``x`` (normalised (N, C, H, W)) with every method in ``method_names`` and write
-    ``out_dir/explain.png`` and ``out_dir/attributions.npz``; returns {method: map}.
+    ``out_dir/explain.png``, ``out_dir/attributions.npz`` and ``out_dir/explain.json`` (the
+    layer each layer-based method used, seconds and options per method); returns
+    {method: map}.
 
     ``labels`` are the true classes (-1 or None: unknown). The explained class is ``target``
     if given, else the true label where known, else the predicted class.
@@ -92,18 +169,8 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     ``num_classes``. Random methods (``smoothgrad``) draw from a ``torch.Generator`` seeded
     with ``seed``, so results repeat and the caller's RNG is untouched.
     """
-    from tqdm.auto import tqdm
-
-    from .. import methods
-    from ..methods.options import check_options
     from ..viz import denormalize, plot_grid
 
-    method_options = method_options or {}
-    unknown = [m for m in method_names if m not in methods.available()]
-    if unknown:
-        raise ValueError(f"unknown method {unknown[0]!r}; available: "
-                        f"{', '.join(methods.available())}")
-    options = {m: check_options(m, method_options.get(m, {})) for m in method_names}
     model.eval()
     x = x.detach().float()
     n = x.shape[0]
@@ -114,7 +181,7 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     with torch.no_grad():
         logits = model(x)
     num_classes = logits.shape[1]
-    preds = logits.argmax(1)
+    preds = logits.argmax(1).cpu()
     if target is not None:
         if not 0 <= target < num_classes:
             raise ValueError(f"--target {target} out of range: the model has {num_classes} "
@@ -122,35 +189,9 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
         targets = torch.full((n,), target, dtype=torch.long)
     else:
         targets = torch.where(labels >= 0, labels, preds)
-
-    built = {}  # constructors validate their options (a layer name, ...) before any work
-    for name in method_names:
-        try:
-            built[name] = methods.get(name, model, **options[name])
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"method {name}: {one_line(err)}") from err
-    if any(m.needs_data for m in built.values()):
-        data, what = (reference, "the given reference data") if reference is not None \
-            else reference_data(x, meta)
-        fit_methods(built, data, what)
-
-    maps: dict[str, Tensor] = {}
-    signed: dict[str, bool] = {}
-    bar = tqdm(method_names, desc="explain", unit="method", disable=not progress,
-               file=sys.stderr)
-    with bar:
-        for name in bar:
-            bar.set_postfix_str(name)
-            method = built[name]
-            call = {"generator": torch.Generator().manual_seed(seed)} if method.random else {}
-            try:
-                a = method.attribute(x, target=targets, **call)
-            except RuntimeError as err:
-                raise ValueError(f"method {name} failed: {one_line(err)}") from err
-            except TypeError as err:
-                raise ValueError(f"method {name}: {one_line(err)}") from err
-            maps[name] = a.detach().float().cpu()
-            signed[name] = bool(method.signed)
+    run = attribute_all(model, x, targets, method_names, method_options, meta,
+                        reference=reference, progress=progress, seed=seed)
+    maps, signed = run.maps, run.signed
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,6 +199,10 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
               "targets": targets.numpy()}
     arrays.update({k: v.numpy() for k, v in maps.items()})
     np.savez_compressed(out / NPZ_NAME, **arrays)
+    record = {"layers": run.layers, "seconds": run.seconds, "notes": run.notes,
+              "options": {k: {o: repr(v) for o, v in m.bound_options.items()}
+                          for k, m in run.methods.items()}}
+    (out / JSON_NAME).write_text(json.dumps(record, indent=2), encoding="utf-8")
 
     if target is not None:
         what = f"maps explain class {class_name(meta, target)}"
@@ -167,7 +212,7 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
         what = "maps explain the predicted class"
     else:
         what = "maps explain the true class (predicted where unknown)"
-    images = denormalize(x, meta["mean"], meta["std"])
+    images = denormalize(x.cpu(), meta["mean"], meta["std"])
     plot_grid(images, maps, signed, row_titles(preds, labels, meta), out / PNG_NAME,
               overlay=overlay, title=what)
     return maps

@@ -439,6 +439,8 @@ class Attribution:
             shapes = ", ".join(str(tuple(x.shape)) for x in inputs if isinstance(x, Tensor))
             raise ModelInputError(shapes, f"the model cannot take inputs of shape {shapes}: "
                                   f"{str(err).splitlines()[0]}") from err
+        if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
+            out = out.logits  # a Hugging Face ModelOutput
         if isinstance(out, Tensor) and out.dim() == 1:
             out = out.unsqueeze(1)
         if not isinstance(out, Tensor) or out.dim() != 2:

@@ -286,6 +286,69 @@ def last_conv_name(model: nn.Module) -> str:
     return names[-1]
 
 
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or "attention" in type(module).__name__.lower() \
+        or type(module).__name__ == "Attention"
+
+
+def feature_block_layer(model: nn.Module, run: Callable[[], Any],
+                        token_layout: bool = False) -> str:
+    """Grad-CAM's default layer, found from one forward pass ``run()`` of ``model``.
+
+    A CNN: the output of the last feature block, i.e. among the module calls after the last
+    convolution, up to the first pooling module or flattened output, the one completing last
+    whose output has the convolution's spatial size (any channel count) and which is called
+    once: ``layer4`` on a ResNet (the block's output after the residual add and ReLU, as
+    pytorch-grad-cam's ``model.layer4[-1]``), the rectified last conv ``features.29`` on a
+    VGG16 (the Grad-CAM paper's ``relu5_3``), ``features`` on a DenseNet, ConvNeXt,
+    EfficientNet or MobileNet. A model with attention
+    blocks after its last convolution (ViT, Swin: the convolution is the patch embedding) is
+    refused unless ``token_layout``: then the layer is the first normalisation of the last
+    attention block (pytorch-grad-cam's ``blocks[-1].norm1``), whose token output a
+    ``reshape_transform`` turns into a map. ``ValueError`` when there is no such layer."""
+    from ...core.hooks import trace_calls
+
+    with trace_calls(model) as calls:
+        with torch.no_grad():
+            run()
+    counts: dict[str, int] = {}
+    for name, _, _ in calls:
+        counts[name] = counts.get(name, 0) + 1
+    attention = [i for i, (_, m, _) in enumerate(calls) if _is_attention(m)]
+    if token_layout:
+        if not attention:
+            raise ValueError("reshape_transform is for token models (ViT, Swin) but this model "
+                             "has no attention block; pass layer= explicitly")
+        block = calls[attention[-1]][0].rpartition(".")[0]
+        norms = [n for n, m, _ in calls[:attention[-1]]
+                 if n.startswith(block + ".") and "norm" in type(m).__name__.lower()
+                 and counts[n] == 1]
+        if not norms:
+            raise ValueError(f"no normalisation layer before the attention of block {block!r}; "
+                             "pass layer= explicitly")
+        return norms[0]
+    convs = [i for i, (_, m, s) in enumerate(calls)
+             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and s is not None]
+    if not convs:
+        raise ValueError("the model has no convolution; pass layer= explicitly")
+    last = convs[-1]
+    shape = calls[last][2]
+    choice = calls[last][0]
+    for name, module, s in calls[last + 1:]:
+        if s is None or len(s) < len(shape) or "pool" in type(module).__name__.lower():
+            break  # flattened or pooled: the feature maps end here
+        if s[2:] == shape[2:] and counts[name] == 1:
+            choice = name  # any channel count (DenseNet's concatenation), same resolution
+    idx = max(i for i, c in enumerate(calls) if c[0] == choice)
+    if any(i > idx for i in attention):
+        raise ValueError(
+            f"the last convolution ({calls[last][0]!r}) is followed by attention blocks: this "
+            "looks like a vision transformer (ViT, Swin), where it is the patch embedding. "
+            "Pass reshape_transform='vit' (tokens (N, 1 + h*w, C)) or 'channels_last' (Swin's "
+            "(N, h, w, C)) to use the last attention block's first norm, or layer=NAME")
+    return choice
+
+
 def module_name(model: nn.Module, module: nn.Module) -> str:
     return next((n for n, m in model.named_modules() if m is module), type(module).__name__)
 
