@@ -312,3 +312,20 @@ def test_torchray_leaves_requires_grad_off_attrlab_restores_it():
     methods.get("extremal_perturbation", ours, iterations=1, step=4, sigma=8.0).attribute(
         x, target=0)
     assert all(p.requires_grad for p in ours.parameters()) and ours.training
+
+
+def test_options_are_checked_early():
+    model = SmallNet()
+    ep = methods.get("extremal_perturbation", model, areas="0.05,0.2")  # command-line text
+    assert ep.areas == (0.05, 0.2)
+    assert methods.method_class("extremal_perturbation").cost(iterations=10, areas=ep.areas) \
+        == 20
+    for bad in [(), (0.0,), (1.5,), "a,b", [0.1, None]]:
+        with pytest.raises(ValueError, match="areas"):
+            methods.get("extremal_perturbation", model, areas=bad)
+    with pytest.raises(ValueError, match="levels"):
+        methods.get("extremal_perturbation", model, levels=1)
+    with pytest.raises(ValueError, match="variant"):
+        methods.get("meaningful_perturbation", model, variant="keep")
+    with pytest.raises(ValueError, match=r"images, shape \(N, C, H, W\)"):
+        methods.get("meaningful_perturbation", model).attribute(torch.randn(2, 12), target=0)

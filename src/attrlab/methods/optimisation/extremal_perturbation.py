@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...core.checks import select_target
 from ...core.masks import (
     PADDINGS,
     SmoothMaskGenerator,
@@ -29,12 +28,18 @@ from ..base import (
     positive_int,
     register,
 )
-from .meaningful_perturbation import check_images, non_negative, positive
+from .meaningful_perturbation import check_images, non_negative, pick, positive
 
 
 def areas_check(name: str, value: Any) -> tuple[float, ...]:
-    """One area or a non-empty sequence of areas, each a fraction in (0, 1)."""
+    """One area or a non-empty sequence of areas, each a fraction in (0, 1); the command
+    line's text form ``"0.05,0.1"`` is read as that sequence."""
     values = (value,) if isinstance(value, numbers.Real) else value
+    if isinstance(values, str):
+        try:
+            values = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            values = ()
     try:
         out = tuple(number_in(0.0, 1.0, lo_open=True, hi_open=True)(name, v) for v in values)
     except TypeError:
@@ -45,10 +50,10 @@ def areas_check(name: str, value: Any) -> tuple[float, ...]:
     return out
 
 
-def reward_of(logits: Tensor, target: Tensor, reward: str) -> Tensor:
+def reward_of(logits: Tensor, target: Tensor, reward: str, check: bool = True) -> Tensor:
     """TorchRay's rewards: the target logit (``"logit"``, simple_reward) or the target logit
-    minus the largest other logit (``"contrastive"``)."""
-    own = select_target(logits, target)
+    minus the largest other logit (``"contrastive"``); ``check`` as :func:`pick`."""
+    own = pick(logits, target, check)
     if reward == "logit":
         return own
     others = logits.scatter(1, target.view(-1, 1), float("-inf"))
@@ -154,7 +159,7 @@ class ExtremalPerturbation(Attribution):
             x = apply_pyramid(pyramid, kept.view(n, a, 1, h, w)).flatten(0, 1)
             if jitter and t % 2 == 0:
                 x = x.flip(3)
-            r = reward_of(self.forward(x, *args), targets, reward)
+            r = reward_of(self.forward(x, *args), targets, reward, t == 0)
             if not preserve:
                 r = -r
             penalty = area_penalty(cropped if area_over == "image" else full, reference)

@@ -32,12 +32,21 @@ def check_images(inputs: Any) -> tuple[tuple[Tensor, ...], bool]:
     return xs, is_tuple
 
 
-def class_score(logits: Tensor, target: Tensor, score: str) -> Tensor:
+def pick(logits: Tensor, target: Tensor, check: bool) -> Tensor:
+    """``logits[i, target[i]]``; with ``check`` the target range is verified first
+    (:func:`~attrlab.core.checks.select_target`, which reads the target on the host: the
+    optimisation loops check at their first step only, so later steps do not synchronise)."""
+    if check:
+        return select_target(logits, target)
+    return logits.gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def class_score(logits: Tensor, target: Tensor, score: str, check: bool = True) -> Tensor:
     """The target's softmax probability (``"softmax"``) or logit (``"logit"``) per row."""
+    own = pick(logits, target, check)
     if score == "softmax":
-        select_target(logits, target)  # range check before the softmax
         return torch.softmax(logits, 1).gather(1, target.view(-1, 1)).squeeze(1)
-    return select_target(logits, target)
+    return own
 
 
 @register
@@ -105,7 +114,7 @@ class MeaningfulPerturbation(Attribution):
         def loss(step: int) -> Tensor:
             m = upsample_mask(mask, (h, w))
             x = m * inputs + (1 - m) * blurred
-            s = class_score(self.forward(x, *additional_forward_args), target, score)
+            s = class_score(self.forward(x, *additional_forward_args), target, score, step == 0)
             area = (1 - m if deletion else m).abs().flatten(1).mean(1)
             return l1 * area + l2 * tv_norm(m, tv_beta) + (s if deletion else 1 - s)
 
