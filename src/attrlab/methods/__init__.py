@@ -21,7 +21,6 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
-from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
 from .layer import (
                     LayerDeepLift,
                     LayerGradCam,
@@ -29,6 +28,7 @@ from .layer import (
                     LayerIntegratedGradients,
                     LayerSaliency,
 )
+from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
 
 __all__ = [
     "Attribution", "Option", "available", "get", "method_class", "register",
