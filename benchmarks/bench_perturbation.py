@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clock", default="cpu", choices=tuple(CLOCKS))
-    ap.add_argument("--rise-masks", type=int, default=8000, help="RISE masks (memory)")
+    ap.add_argument("--rise-masks", type=int, default=8000, help="RISE masks (memory; 0: skip)")
     ap.add_argument("--rise-memory-only", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -181,7 +181,8 @@ def main(argv=None) -> int:
                            for k, v in opts.items()]
         report["captum"] = [bench_captum(k, opts[k], model, x, y, args.repeats, clock)
                             for k in ("occlusion", "lime", "kernel_shap")]
-    report["rise_memory"] = rise_memory(args.rise_masks, args.threads)
+    if args.rise_masks:
+        report["rise_memory"] = rise_memory(args.rise_masks, args.threads)
     report["load_after"] = os.getloadavg()
     if "floor" in report:
         print(f"{report['model']}, batch {args.batch}, {args.rows} rows/pass, clock "
@@ -196,11 +197,12 @@ def main(argv=None) -> int:
         for r in report["captum"]:
             print(f"| {r['method']} | {r['attrlab_s']:.3f} | {r['captum_s']:.3f} | "
                   f"{r['ratio']:.3f} |")
-    m = report["rise_memory"]
-    print(f"\nRISE {m['masks']} masks at 224 px: peak RSS {m['peak_rss_gb']:.3f} GB, increase "
-          f"during the call {m['peak_increase_gb']:.3f} GB (< {TARGET_MEMORY_GB} GB; the "
-          f"authors' float64 masks alone: {m['authors_float64_masks_gb']:.2f} GB), "
-          f"{m['wall_s']:.1f} s")
+    m = report.get("rise_memory")
+    if m:
+        print(f"\nRISE {m['masks']} masks at 224 px: peak RSS {m['peak_rss_gb']:.3f} GB, increase "
+              f"during the call {m['peak_increase_gb']:.3f} GB (< {TARGET_MEMORY_GB} GB; the "
+              f"authors' float64 masks alone: {m['authors_float64_masks_gb']:.2f} GB), "
+              f"{m['wall_s']:.1f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

@@ -405,3 +405,15 @@ def test_quickshift_superpixels_follow_the_image():
     assert n.item() >= 2
     left, right = set(ids[0, 0, :, :16].unique().tolist()), set(ids[0, 0, :, 16:].unique().tolist())
     assert not left & right  # no superpixel crosses the colour edge
+
+
+def test_defaults_scale_with_the_image():
+    """Occlusion: a side // 8 window over all channels, stride half of it (Captum needs both
+    given); LIME's "auto" features: SLIC below 128 px (lime's quickshift makes 1-3 there)."""
+    model, x, t = conv_net(side=16), images(2, 16), torch.tensor([0, 1])
+    ours = methods.get("occlusion", model).attribute(x, t)
+    ref = CaptumOcclusion(model).attribute(x, sliding_window_shapes=(3, 2, 2), strides=(1, 1, 1),
+                                           target=t)
+    torch.testing.assert_close(ours, ref.double(), rtol=1e-6, atol=1e-7)
+    lime = methods.get("lime", model, n_samples=30)
+    torch.testing.assert_close(lime.attribute(x, t), lime.attribute(x, t, feature_mask="slic"))

@@ -1,7 +1,7 @@
 """The perturbation engine shared by metrics (MoRF/LeRF, insertion/deletion, Sensitivity-n) and
-perturbation methods (occlusion, RISE, LIME, Extremal Perturbation).
+perturbation methods (occlusion, feature ablation, RISE, LIME, KernelSHAP).
 
-Four pieces, each independent of any metric:
+Its pieces, each independent of any metric or method:
 
 * :class:`FeatureLayout`: how the entries of an input are grouped into features (pixels, entries
   with ``per_channel``, or the cells of a ``grid`` x ``grid`` patch partition) and how a
@@ -10,8 +10,14 @@ Four pieces, each independent of any metric:
   features removed at a fraction.
 * :func:`replacement`: the values that replace removed features (``"zero"``, per-image
   ``"mean"``, Gaussian ``"blur"``, or a constant).
-* :func:`masked_outputs` / :func:`batched_scores`: many perturbed rows built lazily and pushed
-  through the model ``batch_size`` rows at a time under ``torch.no_grad``.
+* :func:`perturbed_outputs` (and :func:`masked_outputs` / :func:`batched_scores` on top):
+  many perturbed rows built lazily and pushed through the model ``batch_size`` rows at a
+  time under ``torch.no_grad``.
+* For the perturbation methods: :func:`feature_ids` (per-sample feature groups: entries,
+  tokens, patches, scikit-image superpixels, a Captum ``feature_mask``), :func:`window_grid` /
+  :func:`window_masks` (occlusion windows as Captum's), the interpretable samplers
+  (:func:`bernoulli_samples`, :func:`text_samples`, :func:`shapley_size_samples`) and RISE's
+  masks (:func:`rise_grids`, :func:`rise_masks`), all drawn from a ``torch.Generator``.
 
 The exact conventions (tie-breaking, rounding, padding) are documented in
 :mod:`attrlab.metrics.faithfulness.pixel_perturbation`.

@@ -21,9 +21,7 @@ from .gradient import (
                        PositiveGradientXInput,
                        Saliency,
 )
-from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
 from .information import IBA, InputIBA
-from .pruning import PruneGrad, PrunePGD
 from .learned import L2X, NonVariationalPerturbations, VariationalPerturbations
 from .layer import (
                     LayerDeepLift,
@@ -33,6 +31,8 @@ from .layer import (
                     LayerSaliency,
 )
 from .optimisation import ExtremalPerturbation, MeaningfulPerturbation
+from .perturbation import FeatureAblation, KernelShap, Lime, Occlusion, Rise
+from .pruning import PruneGrad, PrunePGD
 
 __all__ = [
     "Attribution", "Option", "available", "get", "method_class", "register",

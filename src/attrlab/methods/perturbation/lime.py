@@ -103,8 +103,9 @@ class SurrogateMethod(Attribution):
     options = {
         "n_samples": Option(1000, positive_int, "interpretable samples per input"),
         "feature_mask": Option("auto", feature_mask_option, "interpretable features: 'auto' "
-                               "(quickshift superpixels for images, tokens for (N, L, ...) "
-                               "sequences, entries for flat inputs), or as feature_ablation"),
+                               "(quickshift superpixels for images of >= 128 px, SLIC below, "
+                               "tokens for (N, L, ...) sequences, entries for flat inputs), "
+                               "or as feature_ablation"),
         "baselines": BASELINES,
         "samples": Option(None, samples_option, "injected (S, F) or (N, S, F) 0/1 samples "
                           "(replace the sampler; n_samples is then S)"),
@@ -169,7 +170,8 @@ class Lime(SurrogateMethod):
 
     Defaults as the ``lime`` package: 1,000 samples (Captum: 50), the first sample the
     unperturbed input; images: quickshift superpixels (``kernel_size=4, max_dist=200,
-    ratio=0.2``), each kept with probability 1/2; token sequences: ``lime``'s text sampler
+    ratio=0.2``; on images under 128 px, where these give 1-3 superpixels, SLIC with 100
+    segments), each kept with probability 1/2; token sequences: ``lime``'s text sampler
     (a uniform number of tokens 1..M removed); kernel width 0.25 (``lime``'s image width; its
     text width 25 on 100 x distances is the same); ridge surrogate with alpha 1
     (``surrogate="lasso"``: sklearn ``Lasso``, alpha 0.01 unless given, Captum's default).

@@ -22,8 +22,10 @@ from .feature_ablation import (
 )
 
 
-def int_or_tuple(name: str, value: Any) -> int | tuple[int, ...]:
-    """A positive int or a tuple of positive ints."""
+def int_or_tuple(name: str, value: Any) -> int | tuple[int, ...] | None:
+    """None, a positive int or a tuple of positive ints."""
+    if value is None:
+        return None
     vals = value if isinstance(value, tuple) else (value,)
     if not vals or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
                        for v in vals):
@@ -32,15 +34,25 @@ def int_or_tuple(name: str, value: Any) -> int | tuple[int, ...]:
     return tuple(int(v) for v in vals) if isinstance(value, tuple) else int(value)
 
 
-def window_shape(sample_shape: Sequence[int], window: int | tuple[int, ...],
-                 strides: int | tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Window and strides over every non-batch dimension. An int window k is (C, k, k) for
-    (C, H, W) images (all channels at once), (k, E) for (L, E) sequences, (k,) for flat
-    inputs; an int stride applies to every dimension (as Captum)."""
+def window_shape(sample_shape: Sequence[int], window: int | tuple[int, ...] | None,
+                 strides: int | tuple[int, ...] | None
+                 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Window and strides over every non-batch dimension.
+
+    An int window k is (C, k, k) for (C, H, W) images (all channels at once), (k, E) for
+    (L, E) sequences, (k,) for flat inputs; None is k = max(1, side // 8) for the shorter image
+    side (sequence length, flat size). An int stride applies to every dimension (as Captum);
+    None is half the window, at least 1, per dimension.
+    """
     shape = tuple(sample_shape)
+    if window is None:
+        sides = shape[1:] if len(shape) == 3 else shape[:1]
+        window = max(1, min(sides) // 8)
     if isinstance(window, int):
         window = (shape[0], window, window) if len(shape) == 3 else \
             (window, *shape[1:]) if len(shape) >= 2 else (window,)
+    if strides is None:
+        strides = tuple(max(1, w // 2) for w in window)
     if isinstance(strides, int):
         strides = (strides,) * len(shape)
     if len(window) != len(shape) or len(strides) != len(shape):
@@ -56,23 +68,26 @@ class Occlusion(Attribution):
     f_t(x) - f_t(x with window w occluded) over the windows covering it.
 
     Windows start at 0, s, 2s, ... along each dimension, ``ceil((d - k) / s) + 1`` of them (the
-    last one cut at the border, so every entry is covered), as Captum. Defaults: an 8 x 8
-    window over all channels with stride 4 (Captum has no default window and stride 1).
+    last one cut at the border, so every entry is covered), as Captum. Defaults: a k x k
+    window over all channels, k = max(1, side // 8) for the shorter image side (28 px at
+    224 px, 4 px at 32 px), stride half the window (Captum has no default window and stride 1).
     Outputs are raw model outputs (logits), as Captum.
     """
 
     name = "occlusion"
     reference = "Zeiler & Fergus 2014, sec. 4.2; Captum Occlusion"
     options = {
-        "sliding_window_shapes": Option(8, int_or_tuple, "window (int k: k x k over all "
-                                        "channels; or one size per input dimension)"),
-        "strides": Option(4, int_or_tuple, "step of the window (int: every dimension)"),
+        "sliding_window_shapes": Option(None, int_or_tuple, "window (int k: k x k over all "
+                                        "channels; one size per input dimension; None: an "
+                                        "eighth of the image side)"),
+        "strides": Option(None, int_or_tuple, "step of the window (int: every dimension; "
+                          "None: half the window)"),
         "baselines": BASELINES,
         "internal_batch_size": BATCH,
     }
 
     @classmethod
-    def cost(cls, sliding_window_shapes: Any = 8, strides: Any = 4,
+    def cost(cls, sliding_window_shapes: Any = None, strides: Any = None,
              sample_shape: Sequence[int] = REFERENCE_SHAPE, **options: Any) -> float:
         """1 + the number of window positions, at ``sample_shape``."""
         window, step = window_shape(sample_shape, sliding_window_shapes, strides)
