@@ -17,7 +17,10 @@ SMALL = {"ig": {"n_steps": 4}, "guided_ig": {"n_steps": 4}, "smoothgrad": {"nt_s
          "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
          "iba": {"steps": 3, "copies": 2},
          "input_iba": {"feature_steps": 2, "steps": 3, "copies": 2, "gan_epochs": 1,
-                       "gan_samples": 8, "gan_batch_size": 4, "gan_group_size": 4}}
+                       "gan_samples": 8, "gan_batch_size": 4, "gan_group_size": 4},
+         "meaningful_perturbation": {"iterations": 4, "blur_sigma": 2.0},
+         "extremal_perturbation": {"iterations": 4, "areas": (0.1, 0.3), "step": 2,
+                                   "sigma": 3.0}}
 
 
 class Net(nn.Module):

@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 PADDINGS = ("constant", "replicate")
 
@@ -201,12 +202,20 @@ class SmoothMaskGenerator:
                 self.param_shape:
             raise ValueError(f"params must be (B, 1, {self.param_shape[0]}, "
                              f"{self.param_shape[1]}), got {tuple(params.shape)}")
+        if params.requires_grad and torch.is_grad_enabled():
+            # the (B, (2R+1)^2, H', W') intermediates (81 values per pixel at TorchRay's
+            # defaults) are recomputed in the backward pass instead of kept: same values
+            full = checkpoint(self._full, params, use_reentrant=False)
+        else:
+            full = self._full(params)
+        m = round(self.margin)
+        return full[:, :, m:m + self.shape[0], m:m + self.shape[1]], full
+
+    def _full(self, params: Tensor) -> Tensor:
         b, k = params.shape[0], 2 * self.radius + 1
         nb = F.unfold(params, k, padding=self.padding).view(b, k * k, *self.cells)
         nb = nb.repeat_interleave(self.step, 2).repeat_interleave(self.step, 3)
         nb = nb[:, :, :self.full_shape[0], :self.full_shape[1]]
-        weighted = self.weight * nb
+        weighted = self.weight.to(params.dtype) * nb
         full = (weighted * torch.softmax(self.coldness * weighted, dim=1)).sum(1, keepdim=True)
-        full = full.clamp(0, 1)
-        m = round(self.margin)
-        return full[:, :, m:m + self.shape[0], m:m + self.shape[1]], full
+        return full.clamp(0, 1)

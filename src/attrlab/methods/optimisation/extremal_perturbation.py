@@ -33,8 +33,14 @@ from .meaningful_perturbation import check_images, non_negative, positive
 
 
 def areas_check(name: str, value: Any) -> tuple[float, ...]:
-    """One area or a non-empty sequence of areas, each a fraction in (0, 1)."""
+    """One area or a non-empty sequence of areas, each a fraction in (0, 1); the command
+    line's text form ``"0.05,0.1"`` is read as that sequence."""
     values = (value,) if isinstance(value, numbers.Real) else value
+    if isinstance(values, str):
+        try:
+            values = tuple(float(v) for v in values.split(","))
+        except ValueError:
+            values = ()
     try:
         out = tuple(number_in(0.0, 1.0, lo_open=True, hi_open=True)(name, v) for v in values)
     except TypeError:

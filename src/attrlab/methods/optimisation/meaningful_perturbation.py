@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...core.checks import check_inputs, select_target
+from ...core.checks import check_input_tuple, select_target
 from ...core.masks import PADDINGS, gaussian_blur, tv_norm, upsample_mask
 from ...core.optimise import clamp_, optimise
 from ..base import Attribution, Option, number_in, one_of, positive_int, register
@@ -22,17 +22,14 @@ def positive(name: str, value: Any) -> float:
 
 
 def check_images(inputs: Any) -> tuple[tuple[Tensor, ...], bool]:
-    """A single floating (N, C, H, W) image batch (the mask methods are defined on images)."""
-    if isinstance(inputs, Tensor):
-        check_inputs(None, inputs)
-        if inputs.dim() != 4:
+    """Inputs checked as :func:`~attrlab.core.checks.check_input_tuple`, every tensor an
+    (N, C, H, W) image batch (the mask methods are defined on images)."""
+    xs, is_tuple = check_input_tuple(inputs)
+    for x in xs:
+        if x.dim() != 4:
             raise ValueError(f"inputs must be images, shape (N, C, H, W); got shape "
-                             f"{tuple(inputs.shape)}")
-        return (inputs,), False
-    if isinstance(inputs, tuple):
-        raise ValueError(f"this method takes a single input tensor; got a tuple of "
-                         f"{len(inputs)} inputs")
-    raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+                             f"{tuple(x.shape)}")
+    return xs, is_tuple
 
 
 def class_score(logits: Tensor, target: Tensor, score: str) -> Tensor:
@@ -58,12 +55,14 @@ class MeaningfulPerturbation(Attribution):
 
     s_c is the target's softmax probability (``score="softmax"``, the paper) or its logit.
     Choices where the paper leaves room (documented, tested): L1 and TV are means over the
-    coarse mask (the paper writes sums; with Adam only the ratios of the terms' gradients per
-    entry matter, and the paper's l1 = 1e-4, l2 = 1e-2 are kept), TV_beta is the sum of the
-    mean |vertical|^beta and |horizontal|^beta differences, the mask starts at 1 (the
-    unperturbed image) in both variants, the blur pads by replicating the border
-    (``blur_padding``). The jitter/noise the paper adds against adversarial masks is left
-    out, so the method is deterministic. Every sample of a batch has its own mask and all
+    upsampled mask m (the paper writes sums; as means their weight against the score does
+    not change with the image size), TV_beta is the sum of the mean |vertical|^beta and
+    |horizontal|^beta differences, the mask starts at 1 (the unperturbed image) in both
+    variants, and the blur pads by replicating the border (``blur_padding``). The paper's
+    constants l1 = 1e-4, l2 = 1e-2 are for 224-px images and a 28x28 mask (8x upsampling);
+    with sharper masks (small images) the TV term weighs more and ``l1`` needs raising (the
+    tests use l1 = 0.01 at 32 px). The jitter/noise the paper adds against adversarial masks
+    is left out, so the method is deterministic. Every sample of a batch has its own mask and all
     are optimised together (one forward+backward pass of the batch per iteration).
     """
 
@@ -107,8 +106,8 @@ class MeaningfulPerturbation(Attribution):
             m = upsample_mask(mask, (h, w))
             x = m * inputs + (1 - m) * blurred
             s = class_score(self.forward(x, *additional_forward_args), target, score)
-            area = (1 - mask if deletion else mask).abs().flatten(1).mean(1)
-            return l1 * area + l2 * tv_norm(mask, tv_beta) + (s if deletion else 1 - s)
+            area = (1 - m if deletion else m).abs().flatten(1).mean(1)
+            return l1 * area + l2 * tv_norm(m, tv_beta) + (s if deletion else 1 - s)
 
         optimise([mask], loss, iterations, optimiser="adam", lr=lr, project=clamp_(mask))
         m = upsample_mask(mask.detach(), (h, w))
