@@ -118,7 +118,8 @@ def test_metadata_of_every_registered_method():
     assert methods.method_class("ig").cost(n_steps=16) == 16
     assert methods.method_class("dga").cost(n_steps=30) == 31
     assert methods.method_class("deepshap").cost(n_baselines=8) == 16
-    assert [n for n in methods.available() if methods.method_class(n).needs_data] == ["deepshap"]
+    assert [n for n in methods.available() if methods.method_class(n).needs_data] == [
+        "deepshap", "prunegrad", "prunepgd"]
     assert [n for n in methods.available() if methods.method_class(n).random] == ["smoothgrad"]
 
 
