@@ -41,7 +41,9 @@ from .common import (
     mean_curves,
     mean_sem,
     method_means,
+    parse_q_values,
     plot_lines,
+    replace,
     write_report,
 )
 
@@ -90,13 +92,13 @@ class Settings:
 
 
 def settings(limit: int = 1000, quick: bool = False, roar: bool = True,
-             sanity_images: int | None = None, calibration_samples: int | None = None,
-             roar_train: int | None = None, roar_epochs: int | None = None,
-             roar_seeds: Sequence[int] | None = None) -> Settings:
+             **budget: Any) -> Settings:
     """The paper's sizes (limit 1000, IG 50 steps, PGD 20 iterations, 5 thresholds, ROAR at
-    five k on the whole training set), or with ``quick`` tiny ones for a check of the
+    five k on the 90 % training part, 3 seeds), or with ``quick`` tiny ones for a check of the
     pipeline: 8 images, 2 for the sanity checks, 64 calibration images, thresholds 15 and
-    30 %, IG 5 steps, PGD 5 iterations, ROAR at k = 50 % on 64 / 32 images for 1 epoch."""
+    30 %, IG 5 steps, PGD 5 iterations, ROAR at k = 50 % on 64 / 32 images for 1 epoch.
+    ``budget`` overrides single fields (``None`` values are ignored); fractions and seeds may
+    be given as strings such as ``"0.1,0.5"`` (``--option`` on the command line)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         raise ValueError(f"limit must be a positive int, got {limit!r}")
     if quick:
@@ -109,27 +111,35 @@ def settings(limit: int = 1000, quick: bool = False, roar: bool = True,
                      thresholds=THRESHOLDS, ig_steps=50, pgd_iterations=20, roar=roar,
                      roar_fractions=ROAR_FRACTIONS, roar_train=45000, roar_test=10000,
                      roar_epochs=10, roar_seeds=(0, 1, 2), grid_images=6, batch_size=50)
-    over = {k: v for k, v in {"sanity_images": sanity_images,
-                              "calibration_samples": calibration_samples,
-                              "roar_train": roar_train, "roar_epochs": roar_epochs,
-                              "roar_seeds": tuple(roar_seeds) if roar_seeds else None}.items()
-            if v is not None}
-    if over:
-        from dataclasses import replace
-
-        s = replace(s, **over)
-    return s
+    over: dict[str, Any] = {}
+    for k, v in budget.items():
+        if v is None:
+            continue
+        if k not in Settings.__dataclass_fields__ or k in ("limit", "roar"):
+            raise ValueError(f"unknown budget option {k!r}")
+        if k in ("thresholds", "roar_fractions"):
+            v = parse_q_values(v)
+        elif k == "roar_seeds":
+            v = tuple(int(i) for i in (str(v).split(",") if isinstance(v, (str, int)) else v))
+        elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{k} must be a positive int, got {v!r}")
+        over[k] = v
+    return replace(s, **over)
 
 
 def method_options(s: Settings, percentage: float) -> dict[str, dict[str, Any]]:
     """Options of the compared methods: IG with ``s.ig_steps`` steps from the zero baseline,
     Grad-CAM on the last convolution (its default), RectGrad q = 98 (its default), PruneGrad / PrunePGD with the
     calibrated ``percentage`` (PGD: 20 iterations, step 0.01, L2 bound 0.1 in the normalised
-    32 px input, as given; see the README)."""
+    32 px input, as given; see the README). The gradient-type maps (Gradient, PruneGrad,
+    PrunePGD: a direction of change, whose sign says which way, not how much) are ranked by
+    magnitude (``abs=True``: per pixel max_c |g_c|, Simonyan et al.'s saliency); the
+    contribution maps (GxI, IG, GBP, RectGrad) and Grad-CAM keep their sign, the metrics'
+    convention."""
     return {"ig": {"n_steps": s.ig_steps, "internal_batch_size": 500},
-            "saliency": {"abs": False},
-            "prunegrad": {"percentage": percentage},
-            "prunepgd": {"percentage": percentage, "iterations": s.pgd_iterations}}
+            "saliency": {"abs": True},
+            "prunegrad": {"percentage": percentage, "abs": True},
+            "prunepgd": {"percentage": percentage, "iterations": s.pgd_iterations, "abs": True}}
 
 
 # ------------------------------------------------------------------------------------------
@@ -345,14 +355,18 @@ def _sanity_section(f2: dict[str, Any], title: str) -> str:
 def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu",
               data_dir: str | None = None, quick: bool = False, roar: bool = True,
               sanity_images: int | None = None, calibration_samples: int | None = None,
-              roar_train: int | None = None, roar_epochs: int | None = None,
-              roar_seeds: Sequence[int] | None = None, progress: bool = True) -> Path:
+              thresholds: Any = None, ig_steps: int | None = None,
+              roar_fractions: Any = None, roar_train: int | None = None,
+              roar_test: int | None = None, roar_epochs: int | None = None,
+              roar_seeds: Any = None, progress: bool = True) -> Path:
     """Run paper 03's experiments (module docstring) into ``out``; returns ``REPORT.md``'s
     path. ``quick`` runs tiny settings (:func:`settings`); the keyword sizes override the
-    budget of a full run (the report states the budget used)."""
+    budget (the report and ``results.json`` state the budget used)."""
     out = Path(out)
-    s = settings(limit, quick, roar, sanity_images, calibration_samples, roar_train,
-                 roar_epochs, roar_seeds)
+    s = settings(limit, quick, roar, sanity_images=sanity_images,
+                 calibration_samples=calibration_samples, thresholds=thresholds,
+                 ig_steps=ig_steps, roar_fractions=roar_fractions, roar_train=roar_train,
+                 roar_test=roar_test, roar_epochs=roar_epochs, roar_seeds=roar_seeds)
     results: dict[str, Any] = {"settings": asdict(s), "claims": CLAIMS}
     sections = []
     cal = calibrate(s, out, device, data_dir)
@@ -405,7 +419,7 @@ def reproduce(out: Path, *, limit: int = 1000, device: str = "cpu",
 
     sweep: dict[str, Any] = {}
     for k, c in cal.items():
-        if k == key:  # the main figures' threshold: the same runs
+        if k == key and set(PRUNING) <= set(f4a):  # the main figures' threshold: same runs
             sweep[k] = {"figure12a": {m: f4a[m] for m in PRUNING},
                         "figure11": {metric: {m: per[m] for m in PRUNING}
                                      for metric, per in f2.items()}}
