@@ -9,7 +9,8 @@ from zoo_helpers import resnet18_random_bn
 
 from attrlab import methods
 
-CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}}
+CALL = {"deepshap": {"baselines": torch.zeros(2, 3, 32, 32)}, "prunegrad": {"percentage": 80.0},
+        "prunepgd": {"percentage": 80.0, "iterations": 2}}
 CTOR = {"ig": {"n_steps": 4}, "smoothgrad": {"nt_samples": 3}, "gradcam": {"layer": "layer4"},
         "dga": {"n_steps": 3}, "attribution_mask": {"iterations": 2},
         "guided_ig": {"n_steps": 4}, "occlusion": {"sliding_window_shapes": 16, "strides": 16},

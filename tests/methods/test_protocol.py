@@ -120,7 +120,8 @@ def test_metadata_of_every_registered_method():
     assert methods.method_class("deepshap").cost(n_baselines=8) == 16
     needs_data = {n for n in methods.available() if methods.method_class(n).needs_data}
     random = {n for n in methods.available() if methods.method_class(n).random}
-    assert {"deepshap", "iba", "input_iba", "l2x", "nvp", "vp"} <= needs_data
+    assert {"deepshap", "iba", "input_iba", "l2x", "nvp", "vp", "prunegrad",
+            "prunepgd"} <= needs_data
     assert "ig" not in needs_data
     assert {"kernel_shap", "lime", "rise", "smoothgrad", "iba", "input_iba"} <= random
     assert not {"ig", "saliency", "occlusion", "deeplift"} & random

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "attribution-mask": ("attribution_mask", "paper 01: GxSI, attribution mask, MIA (Tables 2-5, Fig. 4)"),
+    "prunegrad": ("prunegrad", "paper 03: PruneGrad, PrunePGD vs Gradient, GxI, IG, GBP, RectGrad, "
+                  "Grad-CAM (Figs. 2, 4, 6, 11, 12)"),
     "dga": ("dga", "paper 04: DGA vs G*I, GBP, IG, FG, GIG (Tables 1-2, Figs. 2 and 5)"),
     "vp": ("vp", "paper 05: VP, nVP vs InputGrad and the registered baselines on MNIST "
            "(Tables 1-3, Fig. 6)"),

@@ -22,6 +22,7 @@ from ..base import (
     Attribution,
     Option,
     batch_size_or_none,
+    boolean,
     chunks,
     number_in,
     one_of,
@@ -34,13 +35,14 @@ def percentage_or_none(name: str, value: Any) -> float | None:
     return None if value is None else number_in(0.0, 100.0)(name, value)
 
 
-def reduce_channels(grad: Tensor, how: str | None) -> Tensor:
+def reduce_channels(grad: Tensor, how: str | None, abs: bool = False) -> Tensor:
     """The notes' channel reduction of an (N, C, ...) map: per pixel the channel value of
     largest magnitude (the max or the min, whichever is larger in absolute value), (N, 1, ...);
-    ``None`` (or an input without channels, dim < 3) leaves the map as it is."""
-    if how is None or grad.dim() < 3:
-        return grad
-    return grad.gather(1, grad.abs().argmax(1, keepdim=True))
+    ``None`` (or an input without channels, dim < 3) leaves the map as it is. With ``abs``
+    the magnitude is returned (after "absmax": max_c |g_c|, Simonyan et al.'s saliency)."""
+    if how is not None and grad.dim() >= 3:
+        grad = grad.gather(1, grad.abs().argmax(1, keepdim=True))
+    return grad.abs() if abs else grad
 
 
 class PrunedNetworkAttribution(Attribution):
@@ -71,10 +73,12 @@ class PrunedNetworkAttribution(Attribution):
         "calibration_batch_size": Option(100, batch_size_or_none, "samples per pass in fit"),
         "channel_reduction": Option("absmax", one_of("absmax", None),
                                     "'absmax': per pixel the channel of largest magnitude"),
+        "abs": Option(False, boolean, "absolute value of the map (saliency-style magnitude)"),
     }
 
     def __init__(self, model: Any, **options: Any) -> None:
         super().__init__(model, **options)
+        self.signed = not self.defaults["abs"]
         self.fitted_percentage: float | None = None
         self.fitted_change: float | None = None
         self.fitted_threshold: float | None = None

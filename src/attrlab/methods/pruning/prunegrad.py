@@ -38,4 +38,4 @@ class PruneGrad(PrunedNetworkAttribution):
             out = pruned_forward(self.forward, x, masks, args, self.name)
             (grad,) = torch.autograd.grad(select_target(out, target).sum(), x, allow_unused=True)
         grad = torch.zeros_like(x) if grad is None else grad
-        return reduce_channels(grad, opts["channel_reduction"])
+        return reduce_channels(grad, opts["channel_reduction"], opts["abs"])

@@ -73,4 +73,4 @@ class PrunePGD(PrunedNetworkAttribution):
                 delta = delta.detach() + step * g / norm
                 size = delta.flatten(1).norm(dim=1).view_as(norm)
                 delta = delta * (eps / size.clamp(min=tiny)).clamp(max=1.0)
-        return reduce_channels(delta.detach(), opts["channel_reduction"])
+        return reduce_channels(delta.detach(), opts["channel_reduction"], opts["abs"])
