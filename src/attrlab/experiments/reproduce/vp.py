@@ -77,12 +77,15 @@ def eligible(model: torch.nn.Module, x: Tensor, y: Tensor, batch_size: int = 500
 
 
 def build_explainers(model: torch.nn.Module, train_data: Any, *, train: bool, steps: int,
-                     out: Path, progress: bool) -> dict[str, Any]:
+                     out: Path, progress: bool, batch_size: int | None = None
+                     ) -> dict[str, Any]:
     """VP, nVP and L2X fitted at every size of :data:`SIZES`: the shipped state, or trained
-    here (``steps`` steps each, resumable from ``out/explainers``)."""
+    here (``steps`` steps each, in batches of ``batch_size`` (default
+    ``EXPLAINER["batch_size"]``), resumable from ``out/explainers``)."""
     from ...methods import get
 
-    found = {name: get(name, model, max_steps=steps, progress=progress, **EXPLAINER, **extra)
+    recipe = {**EXPLAINER, "batch_size": batch_size or EXPLAINER["batch_size"]}
+    found = {name: get(name, model, max_steps=steps, progress=progress, **recipe, **extra)
              for name, extra in LEARNED.items()}
     if not train:
         if not SHIPPED.is_file():
@@ -159,7 +162,8 @@ def reproduce(out: Path, *, limit: int = 200, seeds: int = 3, device: str = "cpu
               only: str | None = None) -> Path:
     """Run paper 05's MNIST experiments (module docstring) into ``out``; returns the path of
     ``REPORT.md``. ``quick`` shrinks every budget (2 seeds, 16 images, 4 for consistency and
-    stability with 4 search points, 2 timing repeats; 2 training steps with ``train``) to
+    stability with 4 search points, 2 timing repeats; 2 training steps of 8 images with
+    ``train``) to
     check the pipeline. ``only``: a comma-separated subset of :data:`PARTS`."""
     from ...data import load_dataset
     from ...metrics import get as get_metric
@@ -192,7 +196,7 @@ def reproduce(out: Path, *, limit: int = 200, seeds: int = 3, device: str = "cpu
     train_data = load_dataset("mnist", "train", data_dir) \
         if "train" in parts or "sanity" in parts or train else None
     explainers = build_explainers(model, train_data, train=train, steps=train_steps, out=out,
-                                  progress=progress)
+                                  progress=progress, batch_size=8 if quick else None)
     for e in explainers.values():
         for net in e.explainers.values():
             net.to(device)
