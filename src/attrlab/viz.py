@@ -164,7 +164,7 @@ def make_grid_figure(images: Tensor, maps: Mapping[str, Tensor],
         ax = axes[i, 0]
         ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         if titles_rows is not None:
-            ax.set_ylabel(_wrap(titles_rows[i], max(10, int(cell_inches * 14))),
+            ax.set_ylabel(_wrap(titles_rows[i], 22),
                           fontsize=small + 1)
         grey = arr if arr.ndim == 2 else arr.mean(-1)
         for j, (name, m) in enumerate(maps.items(), start=1):

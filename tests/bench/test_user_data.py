@@ -86,7 +86,7 @@ def test_python_entry_point_with_any_model_and_dataset(tmp_path):
         assert {r[0] for r in rows} == {"saliency", "gradcam"} and len(rows) == 20
         assert store.info("model_name") == "python:Tiny"
     html = (tmp_path / "py" / "report.html").read_text()
-    assert "python:Tiny" in html and "gradcam\n@conv" not in html
+    assert "python:Tiny" in html and "layer=&#39;conv&#39; (chosen)" in html
     with pytest.raises(ValueError, match="3 classes but the model only 2"):
         attrlab.bench.run(model=Tiny(2), data=data, methods=["saliency"], metrics=["morf"],
                           out=str(tmp_path / "bad"), progress=False)

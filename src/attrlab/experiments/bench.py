@@ -431,6 +431,9 @@ def run(cfg: BenchConfig | None = None, progress: bool = True, fresh: bool = Fal
         bar.close()
         store.set_info("seconds_last_run", time.perf_counter() - started)
         store.set_info("model_name", setup.fingerprint.get("name"))
+        store.set_info("method_layers", {m: str(meth.layer_name) for m, meth
+                                         in setup.methods.items()
+                                         if getattr(meth, "layer_name", None)})
     if report:
         from .report import write_report
 

@@ -71,10 +71,10 @@ def class_name(meta: Mapping[str, Any], k: int) -> str:
 
 
 def row_titles(preds: Tensor, labels: Tensor, meta: Mapping[str, Any]) -> list[str]:
-    """``"pred P / true T"`` per sample, with class names where meta has them (``?``
+    """``"pred P / true T"`` per sample, with class names where meta has them (``"pred P"``
     for an unknown label, -1)."""
-    return [f"pred {class_name(meta, int(p))} / true "
-            f"{class_name(meta, int(t)) if int(t) >= 0 else '?'}"
+    return [f"pred {class_name(meta, int(p))}" + (f" / true {class_name(meta, int(t))}"
+                                                   if int(t) >= 0 else "")
             for p, t in zip(preds, labels)]
 
 
@@ -213,6 +213,9 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     else:
         what = "maps explain the true class (predicted where unknown)"
     images = denormalize(x.cpu(), meta["mean"], meta["std"])
+    from ..viz import CELL_INCHES
+
+    cell = CELL_INCHES if x.shape[-1] < 64 else 2.2  # photos get larger cells
     plot_grid(images, maps, signed, row_titles(preds, labels, meta), out / PNG_NAME,
-              overlay=overlay, title=what)
+              overlay=overlay, title=what, cell_inches=cell)
     return maps

@@ -468,7 +468,7 @@ the others are the defaults.</p>
 <table>
 <thead><tr><th>method / metric</th><th class="text">options</th></tr></thead>
 <tbody>
-{% for name, opts in options %}<tr><td>{{ name }}</td><td class="text">{% for k, v, given in opts %}{% if given %}<b>{{ k }}={{ v }}</b>{% else %}{{ k }}={{ v }}{% endif %}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
+{% for name, opts in options %}<tr><td>{{ name }}</td><td class="text">{% if not opts %}(no options){% endif %}{% for k, v, given in opts %}{% if given %}<b>{{ k }}={{ v }}</b>{% else %}{{ k }}={{ v }}{% endif %}{% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
 {% endfor %}</tbody></table>
 <h2>Run</h2>
 <table>
@@ -541,8 +541,15 @@ def write_report(store_path: str | Path, with_maps: bool = True, setup: Any = No
                      and sum((m, k) in values for m in methods) > 1]
         given_methods = cfg.get("method_options") or {}
         given_metrics = cfg.get("metric_options") or {}
-        options = [(m, _options("method", m, given_methods.get(m, {}))) for m in methods] + \
-            [(k, _options("metric", k, given_metrics.get(k, {}))) for k in metrics]
+        layers = store.info("method_layers", {}) or {}
+        options = []
+        for m in methods:
+            opts = _options("method", m, given_methods.get(m, {}))
+            if m in layers:  # the layer a default (None) resolved to
+                opts = [(k, f"{layers[m]!r} (chosen)" if k == "layer" and not g else v, g)
+                        for k, v, g in opts]
+            options.append((m, opts))
+        options += [(k, _options("metric", k, given_metrics.get(k, {}))) for k in metrics]
         versions = store.info("versions", {}) or {}
         model_name = cfg.get("torchvision") or cfg.get("checkpoint") or store.info("model_name")
         run = [("model", model_name),
