@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Sequence
 
 from ..core.options import parse_kv
@@ -11,6 +12,28 @@ from ..methods.options import check_options
 
 class UserError(ValueError):
     """An error caused by the command line or the files it names (printed as one line)."""
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse type: a positive int (``--threads 0``, ``--epochs -1`` are refused)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {value}")
+    return value
+
+
+def device_arg(text: str) -> str:
+    """argparse type: a torch device this machine has (checked before any work)."""
+    from ..core.checks import check_device
+
+    try:
+        check_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def parse_method_args(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:

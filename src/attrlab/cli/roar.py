@@ -12,7 +12,7 @@ from ..experiments.roar import roar
 from ..experiments.train import PRESETS
 from ..methods.options import check_options
 from ..models import load_checkpoint
-from .common import UserError, parse_method_args, parse_methods
+from .common import UserError, parse_method_args, parse_methods, positive_int_arg
 
 
 def cmd_roar(args: argparse.Namespace) -> int:
@@ -68,7 +68,7 @@ def add_roar_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r.add_argument("--fractions", default="0.1,0.3,0.5,0.7,0.9")
     r.add_argument("--seeds", default="0", help="comma-separated seeds")
     r.add_argument("--preset", default="digits", help="training recipe of the retrained models")
-    r.add_argument("--epochs", type=int, help="reduced budget: epochs of each retraining")
+    r.add_argument("--epochs", type=positive_int_arg, help="reduced budget: epochs of each retraining")
     r.add_argument("--subset", type=int, help="reduced budget: first N train/test images")
     r.add_argument("--data-dir")
     r.add_argument("--out", default="attrlab-roar")
