@@ -70,3 +70,9 @@ def test_truncated_store_names_the_file_and_fresh(tmp_path, capsys):
     code, err = run(["bench", "--methods", "saliency", "--limit", "2", "--out", str(out)],
                     capsys)
     assert code == 2 and str(out / "results.sqlite") in err and "--fresh" in err
+
+
+def test_reproduce_with_a_missing_zoo_dir_is_an_error(tmp_path, capsys):
+    code, err = run(["reproduce", "attribution-mask", "--option", "zoo_dir=/nonexistent",
+                     "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "zoo_dir /nonexistent is not a folder" in err
