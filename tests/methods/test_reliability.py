@@ -267,3 +267,19 @@ def test_input_dtype_other_than_the_models_is_a_clear_error():
     with pytest.raises(TypeError, match="inputs are torch.float64 but the model's parameters "
                                         "are torch.float32"):
         methods.get("saliency", model).attribute(torch.rand(1, 3, 16, 16, dtype=torch.float64), 0)
+
+
+def test_ig_internal_batch_size_below_the_batch_is_kept():
+    """internal_batch_size smaller than the batch: the samples are chunked too, so no pass
+    has more rows than asked (64 rows per pass went through with 16 asked), same maps."""
+    model = small_cnn(3, 8)
+    rows: list = []
+    handle = model[0].register_forward_pre_hook(lambda _m, a: rows.append(a[0].shape[0]))
+    x = torch.randn(5, 3, 8, 8)
+    expected = methods.get("ig", model, n_steps=4).attribute(x, target=[0, 1, 2, 0, 1])
+    rows.clear()
+    got = methods.get("ig", model, n_steps=4, internal_batch_size=2).attribute(
+        x, target=[0, 1, 2, 0, 1])
+    handle.remove()
+    assert max(rows) <= 2 and sum(rows) == 5 * 4
+    torch.testing.assert_close(got, expected)

@@ -98,6 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, FileNotFoundError, ValueError, TypeError) as err:
         print(f"attrlab: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # an --out that is a file, a folder without write permission
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"attrlab: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("attrlab: interrupted", file=sys.stderr)
         return 130

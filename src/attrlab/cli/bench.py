@@ -7,6 +7,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from .common import device_arg, positive_int_arg
+
 
 def _split_dotted(items, what: str) -> dict[str, dict]:
     """``["ig.n_steps=16"]`` -> {"ig": {"n_steps": 16}}."""
@@ -44,7 +46,7 @@ def config_from_args(args: argparse.Namespace):
         data["limit"] = None
     for key in ("methods", "metrics"):
         value = getattr(args, key)
-        if value:
+        if value is not None:  # "" is an empty list, refused by resolve, not "all"
             data[key] = [v.strip() for v in value.split(",") if v.strip()]
     for key, items in (("method_options", args.method_arg), ("metric_options", args.metric_arg)):
         for name, opts in _split_dotted(items, f"--{key.split('_')[0]}-arg").items():
@@ -123,9 +125,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="explain the true label (default) or the predicted class")
     b.add_argument("--limit", type=int, help="use the first N samples (default 64)")
     b.add_argument("--all", action="store_true", help="use every sample of the split")
-    b.add_argument("--batch-size", type=int, help="samples per batch (default 32)")
+    b.add_argument("--batch-size", type=positive_int_arg, help="samples per batch (default 32)")
     b.add_argument("--seed", type=int, help="seed for random methods and metrics (default 0)")
-    b.add_argument("--device", help="torch device (default cpu)")
+    b.add_argument("--device", type=device_arg, help="torch device (default cpu)")
     b.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
     b.add_argument("--out", help="output directory (default attrlab-bench)")
     b.add_argument("--report-samples", type=int, help="images in the report's map grid "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any, Sequence
 
 
@@ -16,6 +17,28 @@ def did_you_mean(name: str, choices: Sequence[str]) -> str:
 
     best = closest(name, choices)
     return f" (did you mean {best!r}?)" if best else ""
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse type: a positive int (``--threads 0``, ``--epochs -1`` are refused)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {value}")
+    return value
+
+
+def device_arg(text: str) -> str:
+    """argparse type: a torch device this machine has (checked before any work)."""
+    from ..core.checks import check_device
+
+    try:
+        check_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def parse_method_args(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.options import parse_kv
 from ..experiments.reproduce import EXPERIMENTS, get
-from .common import UserError
+from .common import UserError, device_arg
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -44,7 +44,7 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("experiment", help=", ".join(EXPERIMENTS))
     p.add_argument("--out", help="output folder (default attrlab-reproduce-EXPERIMENT)")
     p.add_argument("--limit", type=int, help="test images per evaluation (default 1000)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", type=device_arg)
     p.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
     p.add_argument("--quick", action="store_true", help="tiny settings to check the pipeline")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",

@@ -12,7 +12,7 @@ from ..experiments.roar import roar
 from ..experiments.train import PRESETS
 from ..methods.options import check_options
 from ..models import load_checkpoint
-from .common import UserError, parse_method_args, parse_methods
+from .common import UserError, parse_method_args, parse_methods, positive_int_arg
 
 
 def cmd_roar(args: argparse.Namespace) -> int:
@@ -70,7 +70,7 @@ def add_roar_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="comma-separated fractions of pixels removed (default 0.1,...,0.9)")
     r.add_argument("--seeds", default="0", help="comma-separated seeds")
     r.add_argument("--preset", default="digits", help="training recipe of the retrained models")
-    r.add_argument("--epochs", type=int, help="reduced budget: epochs of each retraining")
+    r.add_argument("--epochs", type=positive_int_arg, help="reduced budget: epochs of each retraining")
     r.add_argument("--subset", type=int, help="reduced budget: first N train/test images")
     r.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
     r.add_argument("--out", default="attrlab-roar", help="output directory with the result "

@@ -13,7 +13,7 @@ from .. import models
 from ..core.options import parse_kv
 from ..data import TEXT_DATASETS, dataset_info, load_dataset
 from ..experiments.train import PRESETS, fit, fit_text
-from .common import UserError
+from .common import UserError, device_arg, positive_int_arg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -82,19 +82,20 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    "classifiers: --model lstm_classifier --preset sst2)")
     t.add_argument("--preset", default="paper01", help="recipe: paper01, resnet, mnist, digits, "
                    "sst2")
-    t.add_argument("--epochs", type=int, help="override the preset's epochs (milestones scale)")
-    t.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    t.add_argument("--epochs", type=positive_int_arg,
+                   help="override the preset's epochs (milestones scale)")
+    t.add_argument("--batch-size", type=positive_int_arg, help="override the preset's batch size")
     t.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data "
                    "order and augmentation (default 0)")
     t.add_argument("--out", required=True, help="checkpoint file to write (resumes from "
                    "OUT.partial if present)")
     t.add_argument("--half", action="store_true", help="store weights as float16")
-    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--threads", type=positive_int_arg, help="torch CPU threads")
     t.add_argument("--channels-last", action="store_true", help="channels-last memory format "
                    "(faster convolutions on CPU)")
     t.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the training "
                    "forward pass (weights stay float32)")
-    t.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, ...)")
+    t.add_argument("--device", default="cpu", type=device_arg, help="torch device to train on (cpu, cuda, ...)")
     t.add_argument("--data-dir", help="where real data lives (default $ATTRLAB_DATA_DIR)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

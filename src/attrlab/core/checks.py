@@ -165,6 +165,21 @@ def check_batch_size(name: str, value: int | None) -> int | None:
     return value
 
 
+def check_device(value: str | torch.device) -> torch.device:
+    """``value`` as a ``torch.device``; ``ValueError`` for a string that names none, or a
+    device type this machine does not have (CUDA without a GPU, MPS off macOS)."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"{value!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from err
+    available = {"cuda": torch.cuda.is_available,
+                 "mps": lambda: torch.backends.mps.is_available()}.get(device.type)
+    if available is not None and not available():
+        raise ValueError(f"{value!r} is not available on this machine "
+                         f"(torch.{device.type} reports no device)")
+    return device
+
+
 def one_line(err: BaseException, limit: int = 300) -> str:
     """An exception's message on one line, cut to ``limit`` characters (for error messages that
     quote another library's)."""

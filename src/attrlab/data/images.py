@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -128,10 +131,7 @@ def cifar10(split: str = "test", data_dir_=None) -> NormalizedDataset:
         blob = torch.load(cached, weights_only=True)
         return NormalizedDataset(blob["images"], blob["labels"], CIFAR10)
     target = cache_dir() / "cifar10-jpeg"
-    if not (target / split).is_dir():
-        with zipfile.ZipFile(zpath) as z:
-            members = [n for n in z.namelist() if n.startswith(f"cifar10-jpeg/{split}/")]
-            z.extractall(cache_dir(), members)
+    _extract_split(zpath, split, target)
     imgs, labels, classes = _folder_to_tensors(target / split)
     if tuple(classes) != CIFAR10_CLASSES:
         raise ValueError(f"unexpected CIFAR-10 class folders {classes}")
@@ -139,6 +139,56 @@ def cifar10(split: str = "test", data_dir_=None) -> NormalizedDataset:
     torch.save({"images": imgs, "labels": labels}, tmp)
     os.replace(tmp, cached)
     return NormalizedDataset(imgs, labels, CIFAR10)
+
+
+def _extract_split(zpath: Path, split: str, target: Path) -> None:
+    """Extract ``cifar10-jpeg/<split>/`` of the zip to ``target/<split>`` unless a complete
+    copy is there (every member with its size). Extraction goes to a temporary folder that is
+    renamed when complete, so a kill leaves no partial split; a partial one left by an older
+    attrlab is replaced. The zip is checked against ``SHA256SUMS`` next to it, if listed."""
+    final = target / split
+    with zipfile.ZipFile(zpath) as z:
+        infos = [i for i in z.infolist()
+                 if i.filename.startswith(f"cifar10-jpeg/{split}/") and not i.is_dir()]
+        want = {i.filename.split("/", 2)[2]: i.file_size for i in infos}
+        if final.is_dir():
+            have = {p.relative_to(final).as_posix(): p.stat().st_size
+                    for p in final.rglob("*") if p.is_file()}
+            if have == want:
+                return
+            shutil.rmtree(final)  # partial (killed mid-extraction by an older attrlab)
+        _check_sha256(zpath)
+        tmp = Path(tempfile.mkdtemp(prefix=f".cifar10-jpeg-{split}-", dir=target.parent))
+        try:
+            z.extractall(tmp, [i.filename for i in infos])
+            target.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(tmp / "cifar10-jpeg" / split, final)
+            except OSError:
+                if not final.is_dir():  # else a concurrent call finished first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_sha256(path: Path) -> None:
+    """``ValueError`` if ``SHA256SUMS`` next to ``path`` lists it with another digest."""
+    sums = path.parent / "SHA256SUMS"
+    if not sums.is_file():
+        return
+    listed = {name.strip().lstrip("*"): digest for digest, _, name in
+              (line.strip().partition(" ") for line in sums.read_text().splitlines())
+              if digest}
+    expected = listed.get(path.name)
+    if expected is None:
+        return
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise ValueError(f"{path}: SHA-256 {h.hexdigest()} differs from {expected} in "
+                         f"{sums} (a truncated or altered download); fetch it again")
 
 
 class _ArrayUnpickler(pickle.Unpickler):

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import Tensor
 
+from ..core.checks import check_device
 from .planner import Group, Plan, Result, Unit, model_fingerprint, parse_shard
 from .store import ResultStore
 
@@ -96,6 +97,12 @@ class BenchConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
+        for key in ("methods", "metrics"):  # a string would be read character by character
+            value = data.get(key)
+            if value is not None and (not isinstance(value, (list, tuple))
+                                      or not all(isinstance(v, str) for v in value)):
+                raise ValueError(f"{source}: {key} must be a list of names (e.g. {key} = "
+                                 f"[\"ig\"]), got {value!r}")
         return cls(**data)
 
 
@@ -214,6 +221,10 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True, model: torch.nn.Module 
         raise ValueError(f"target must be 'label' or 'pred', got {cfg.target!r}")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {cfg.batch_size!r}")
+    for key in ("methods", "metrics"):
+        if getattr(cfg, key) is not None and not getattr(cfg, key):
+            raise ValueError(f"{key} is empty (leave it out for every one)")
+    check_device(cfg.device)
     if model is None:
         model, meta = load_model(checkpoint=None if cfg.torchvision else cfg.checkpoint,
                                  torchvision_model=f"torchvision:{cfg.torchvision}"
@@ -267,6 +278,9 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True, model: torch.nn.Module 
     if unknown_opts:
         raise ValueError(f"method_options for methods not in the run: {sorted(unknown_opts)}")
     metric_names = cfg.metrics or [k for k in M.available() if M.metric_class(k).fast]
+    unknown_opts = set(cfg.metric_options) - set(metric_names)
+    if unknown_opts:
+        raise ValueError(f"metric_options for metrics not in the run: {sorted(unknown_opts)}")
     metrics = {k: M.get(k, **cfg.metric_options.get(k, {}))
                for k in (metric_names if with_metrics else [])}
     metric_specs = {k: {"name": k, "options": dict(cfg.metric_options.get(k, {}))}

@@ -53,7 +53,12 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path)
-        old = {r[1] for r in self.db.execute("PRAGMA table_info(scores)")}
+        try:
+            old = {r[1] for r in self.db.execute("PRAGMA table_info(scores)")}
+        except sqlite3.DatabaseError as err:  # truncated or not a store at all
+            self.db.close()
+            raise ValueError(f"{self.path} is not a readable results store ({err}); move it "
+                             "away, use another --out, or --fresh to start over") from err
         if "method" in old:
             self.db.close()
             raise ValueError(f"{self.path} was written by an older attrlab (scores keyed by "

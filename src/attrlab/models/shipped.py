@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.checks import one_line
 from .zoo import build
 
 CHECKPOINT_DIR = Path(__file__).with_name("checkpoints")
@@ -29,7 +30,8 @@ def _read(path: Path) -> dict[str, Any]:
         blob = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # corrupt, or not loadable without unpickling code
         raise ValueError(f"{path} is not an attrlab checkpoint readable with weights_only=True "
-                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from err
+                         f"({type(err).__name__}: {one_line(err) or 'empty or truncated'})"
+                         ) from err
     if not isinstance(blob, dict) or "state_dict" not in blob or "meta" not in blob:
         raise ValueError(f"{path} is not an attrlab checkpoint (no state_dict/meta)")
     return blob
@@ -47,10 +49,36 @@ def load_checkpoint(name_or_path: str | os.PathLike) -> tuple[nn.Module, dict[st
                 f"({', '.join(shipped())})"
             )
     blob = _read(path)
-    model = build(blob["meta"]["arch"])
+    meta, state = blob["meta"], blob["state_dict"]
+    if not isinstance(meta, dict) or "arch" not in meta:
+        raise ValueError(f"{path}: its metadata has no 'arch' (the model to rebuild); was it "
+                         "written by attrlab train?")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: its state_dict is a {type(state).__name__}, not a dict")
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            raise ValueError(f"{path}: entry {k!r} of the state_dict is a "
+                             f"{type(v).__name__}, not a tensor")
+    model = build(meta["arch"])
+    _check_fits(path, model.state_dict(), state, meta["arch"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in blob["state_dict"].items()})
-    return model.eval(), blob["meta"]
+                           for k, v in state.items()})
+    return model.eval(), meta
+
+
+def _check_fits(path: Path, expected: dict, state: dict, arch: Any) -> None:
+    """``ValueError`` listing missing and unexpected keys and shape mismatches of ``state``
+    against the freshly built model's ``expected`` state dict."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+              for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{what} {items[:5]}{' ...' if len(items) > 5 else ''}"
+                 for what, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                     ("shapes (stored vs model)", shapes)) if items]
+        raise ValueError(f"{path}: the weights do not fit the model built from its arch "
+                         f"{arch}: {'; '.join(parts)}")
 
 
 def checkpoint_meta(name_or_path: str | os.PathLike) -> dict[str, Any]:

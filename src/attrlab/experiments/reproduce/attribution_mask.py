@@ -218,6 +218,8 @@ def reproduce(out: Path, *, limit: int = 1000, iterations: int = 10, device: str
     everything (3 iterations, 1 student epoch on 500 images) to check the pipeline."""
     out = Path(out)
     zoo = Path(zoo_dir) if zoo_dir else None
+    if zoo is not None and not zoo.is_dir():  # a typo would silently skip the CIFAR part
+        raise ValueError(f"zoo_dir {zoo} is not a folder")
     if quick:
         iterations, student_epochs = min(iterations, 3), min(student_epochs, 1)
         student_subset = min(student_subset or 500, 500)

@@ -17,6 +17,7 @@ from ..base import (
     completeness_delta,
     expand_args,
     format_baselines,
+    map_batched,
     positive_int,
     register,
     target_gradient,
@@ -127,10 +128,19 @@ class IntegratedGradients(BaselineMixin, Attribution):
                    ) -> tuple[Tensor, ...]:
         bases = tuple(b.expand_as(x) for b, x in zip(self._baselines(inputs, baselines), inputs))
         x0 = inputs[0]
+        n = x0.shape[0]
+        if internal_batch_size is not None and internal_batch_size < n:
+            # fewer rows per pass than samples: the samples are chunked too (one step a pass)
+            parts = [self._attribute(tuple(x[sl] for x in inputs), target[sl],
+                                     tuple(b[sl] for b in bases), n_steps, method,
+                                     internal_batch_size, multiply_by_inputs,
+                                     map_batched(additional_forward_args, n,
+                                                 lambda a, sl=sl: a[sl]))
+                     for sl in chunks(n, internal_batch_size)]
+            return tuple(torch.cat(p) for p in zip(*parts))
         alphas, weights = riemann_or_gauss(method, n_steps)
         alphas = alphas.to(x0.device, x0.dtype)
         weights = weights.to(x0.device, x0.dtype)
-        n = x0.shape[0]
         diffs = tuple(x - b for x, b in zip(inputs, bases))
         steps_per_chunk = None if internal_batch_size is None else max(1, internal_batch_size // n)
         totals = [torch.zeros_like(x) for x in inputs]
