@@ -231,3 +231,19 @@ def test_data_dir_setting(tmp_path, monkeypatch):
     assert data_dir() == tmp_path and data_dir(tmp_path / "..") == tmp_path / ".."
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data_dir(tmp_path / "missing")
+
+
+def test_digits_cache_gives_the_split_scikit_learn_gives(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    monkeypatch.setenv("ATTRLAB_CACHE_DIR", str(tmp_path))
+    first = digits("train")  # computed with scikit-learn, then cached
+    assert len(list(tmp_path.glob("digits-sklearn*.npz"))) == 1
+    again, test = digits("train"), digits("test")  # from the cache
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    d = load_digits()
+    _, te = train_test_split(range(len(d.target)), test_size=0.25, random_state=0,
+                             stratify=d.target)
+    assert test.labels.tolist() == d.target[te].tolist() and test.images.shape == (450, 1, 8, 8)
+    assert test.images.dtype == torch.uint8 and test.labels.dtype == torch.int64
