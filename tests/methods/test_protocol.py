@@ -160,3 +160,18 @@ def test_subclass_declares_options_once():
     torch.testing.assert_close(Scaled(m, scale=3).attribute(X, T, scale=0.5), 0.5 * X)
     with pytest.raises(ValueError, match="scale > 0"):
         Scaled(m).attribute(X, T, scale=-1)
+
+
+def test_default_set_keeps_the_default_run_quick_and_stable():
+    """Runners' default method set: cheap methods that need no training or calibration; the
+    default leaderboard's 16 methods stay exactly those."""
+    from attrlab.experiments.bench import default_methods
+
+    assert default_methods() == [
+        "attribution_mask", "deeplift", "deepshap", "dga", "fullgrad", "gbp", "gradcam",
+        "guided_ig", "gxi", "gxsi", "ig", "pgxi", "rectgrad", "saliency", "smoothgrad", "ufg"]
+    for name in methods.available():
+        cls = methods.method_class(name)
+        assert cls.describe()["default_set"] == cls.default_set
+        if not cls.default_set:
+            assert cls.needs_data, f"{name} opts out of the default set without needing data"

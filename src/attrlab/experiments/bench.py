@@ -39,11 +39,13 @@ DEFAULT_COST_CAP = 200.0
 
 
 def default_methods() -> list[str]:
-    """The methods ``attrlab bench`` runs when none are named: every registered method whose
-    cost per sample at its default options is at most :data:`DEFAULT_COST_CAP`."""
+    """The methods ``attrlab bench`` runs when none are named: every registered method in the
+    default set (``Attribution.default_set``: not one that must be trained or calibrated
+    first) whose cost per sample at its default options is at most :data:`DEFAULT_COST_CAP`."""
     from ..methods import available, method_class
 
-    return [m for m in available() if method_class(m).cost() <= DEFAULT_COST_CAP]
+    return [m for m in available()
+            if method_class(m).default_set and method_class(m).cost() <= DEFAULT_COST_CAP]
 
 
 @dataclass

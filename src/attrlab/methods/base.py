@@ -166,14 +166,17 @@ class Attribution:
     Metadata (class attributes, read by runners and reports; no runner branches on a name):
     ``signed`` (maps can be negative), ``random`` (draws noise: takes ``generator=``),
     ``needs_data`` (must be :meth:`fit` on data first, unless its data comes as an option),
-    ``input_kinds`` (input layouts it supports), ``reference`` (paper) and :meth:`cost`
-    (forward+backward passes per sample as a function of the options).
+    ``input_kinds`` (input layouts it supports), ``reference`` (paper), :meth:`cost`
+    (forward+backward passes per sample as a function of the options) and ``default_set``
+    (whether runners include it when no methods are named; methods that must be trained or
+    calibrated first opt out, so a default run stays quick and its leaderboard stable).
     """
 
     name: ClassVar[str] = ""
     signed: ClassVar[bool] = True
     random: ClassVar[bool] = False
     needs_data: ClassVar[bool] = False
+    default_set: ClassVar[bool] = True
     input_kinds: ClassVar[tuple[str, ...]] = ("image", "flat", "sequence")
     reference: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
@@ -263,7 +266,7 @@ class Attribution:
                 "options": {k: o.default if isinstance(o.default, (int, float, str, bool,
                                                                    type(None))) else repr(o.default)
                             for k, o in cls.option_specs().items()},
-                "cost_at_defaults": cls.cost()}
+                "cost_at_defaults": cls.cost(), "default_set": cls.default_set}
 
     def seeded(self, seed: int) -> dict[str, Any]:
         """Call options that make a random method draw from a CPU generator seeded with

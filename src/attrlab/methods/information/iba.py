@@ -190,6 +190,7 @@ class IBA(BottleneckMethod):
     """
 
     name = "iba"
+    default_set = False  # fitted statistics and 10 optimisation steps per map
     reference = "Schulz et al. 2020 (IBA, per-sample bottleneck)"
     options = {**FEATURE_OPTIONS,
                "sigma": Option(1.0, number_in(0.0, math.inf), "std of the Gaussian smoothing "

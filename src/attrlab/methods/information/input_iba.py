@@ -83,6 +83,7 @@ class InputIBA(BottleneckMethod):
     """
 
     name = "input_iba"
+    default_set = False  # fitted statistics and a WGAN per image
     reference = "Zhang, Khakzar et al. 2021 (paper 02), section 3, Proposition 3"
     options = {
         **{k: v for k, v in FEATURE_OPTIONS.items() if k not in ("beta", "steps", "lr")},

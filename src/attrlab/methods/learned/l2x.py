@@ -41,6 +41,7 @@ class L2X(LearnedExplainer):
     0.5 (paper 05, section 4.3, uses k = 20 %; Chen et al. use tau 0.5 on IMDB)."""
 
     name = "l2x"
+    default_set = False  # its explainer must be trained first
     reference = "Chen et al. 2018, sections 3-4"
     recipe_keys = ("k_fraction", "tau", "batch_size", "lr")
     options = {

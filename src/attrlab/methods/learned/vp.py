@@ -60,6 +60,7 @@ class VariationalPerturbations(LearnedExplainer):
     """
 
     name = "vp"
+    default_set = False  # its explainer must be trained first
     reference = "Variational Perturbations (paper 05), sections 3.1-3.3"
     variational = True
     options = {
@@ -174,5 +175,6 @@ class NonVariationalPerturbations(VariationalPerturbations):
     the explainer outputs mu_theta(x) only and the SOFT top-k acts on mu itself."""
 
     name = "nvp"
+    default_set = False  # its explainer must be trained first
     variational = False
     reference = "Variational Perturbations (paper 05), section 4.1 (nVP)"

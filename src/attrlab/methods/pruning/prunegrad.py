@@ -23,6 +23,7 @@ class PruneGrad(PrunedNetworkAttribution):
     magnitude, broadcast over the channels. Costs two forward+backward passes."""
 
     name = "prunegrad"
+    default_set = False  # its pruning percentage is calibrated on data first
 
     @classmethod
     def cost(cls, calibration: str = "fit", step: float = 1.0, percentage: Any = None,

@@ -34,6 +34,7 @@ class PrunePGD(PrunedNetworkAttribution):
     """
 
     name = "prunepgd"
+    default_set = False  # its pruning percentage is calibrated on data first
     options = {
         "iterations": Option(20, positive_int, "PGD steps"),
         "step": Option(0.01, number_in(0.0, math.inf, lo_open=True), "L2 step length"),
