@@ -163,3 +163,17 @@ def test_grey_inputs_are_shown_in_gray_and_rgb_in_colour(tmp_path):
     png = np.asarray(Image.open(path).convert("RGB")).astype(float)
     px = _patch(png, fig.axes[0], 0.5, 0.5)
     assert px[0] > 240 and px[1] < 15 and px[2] < 15, px
+
+
+def test_token_html_colours_paper02_bins_and_escapes():
+    from attrlab.viz import token_html, token_levels
+
+    scores = torch.tensor([0.0, 1.0, 2.0, 3.0])  # levels 0, 1/3, 2/3, 1
+    assert token_levels(scores).tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    html = token_html({"ig": (["a", "<b>", "c", "d"], scores)}, title="s")
+    assert '<span title="0.00">a</span>' in html
+    assert 'title="0.33" style="background:#f6a04d">&lt;b&gt;' in html
+    assert 'title="0.67" style="background:#e4572e">c' in html
+    assert token_levels(torch.ones(3)).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="3 tokens but 2 scores"):
+        token_html({"x": (["a", "b", "c"], torch.ones(2))})

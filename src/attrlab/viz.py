@@ -230,3 +230,44 @@ def plot_grid(images: Tensor, maps: Mapping[str, Tensor], signed: Mapping[str, b
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format="png")
     return path
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+#: Paper 02's Table 1 colours: normalised attribution in [1/3, 2/3) orange, [2/3, 1] red.
+TOKEN_BINS = ((2 / 3, "#e4572e", "red"), (1 / 3, "#f6a04d", "orange"))
+
+
+def token_levels(scores: Tensor) -> Tensor:
+    """Attribution per token normalised to [0, 1] by the sentence's min and max (paper 02,
+    Table 1: "attribution value ranges from 0 to 1"); a constant sentence is all 0."""
+    s = scores.detach().double().flatten()
+    span = s.max() - s.min()
+    return (s - s.min()) / span if span > 0 else torch.zeros_like(s)
+
+
+def token_html(rows: Mapping[str, tuple[Sequence[str], Tensor]], title: str = "") -> str:
+    """A self-contained HTML page: one line per method (``rows[name] = (tokens, scores)``,
+    one score per token, padding already dropped), each token highlighted as paper 02's
+    Table 1 does: normalised score (:func:`token_levels`) in [1/3, 2/3) orange, [2/3, 1]
+    red; the score is the token's tooltip."""
+    from html import escape
+
+    lines = []
+    for name, (tokens, scores) in rows.items():
+        if len(tokens) != scores.numel():
+            raise ValueError(f"{name}: {len(tokens)} tokens but {scores.numel()} scores")
+        spans = []
+        for tok, level in zip(tokens, token_levels(scores).tolist()):
+            colour = next((c for lo, c, _ in TOKEN_BINS if level >= lo), None)
+            style = f' style="background:{colour}"' if colour else ""
+            spans.append(f'<span title="{level:.2f}"{style}>{escape(tok)}</span>')
+        lines.append(f"<tr><th>{escape(name)}</th><td>{' '.join(spans)}</td></tr>")
+    legend = " ".join(f'<span style="background:{c}">{lo:.2f}-{hi:.2f} {label}</span>'
+                      for (lo, c, label), hi in zip(TOKEN_BINS, (1.0, 2 / 3)))
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>"
+            f"{escape(title or 'token attributions')}</title><style>body{{font:14px sans-serif;"
+            "margin:1.5em}th{text-align:right;padding-right:1em;vertical-align:top}"
+            "td{line-height:1.8}span{padding:1px 2px;border-radius:3px}</style></head><body>"
+            f"<h3>{escape(title)}</h3><table>{''.join(lines)}</table><p>normalised "
+            f"attribution per sentence (min-max): {legend}</p></body></html>")

@@ -11,6 +11,7 @@ from PIL import Image
 
 from attrlab.data import (
     SST2,
+    BoxedDataset,
     ClutteredMNIST,
     Vocab,
     cifar_python,
@@ -179,6 +180,13 @@ def test_cluttered_mnist_boxes_and_determinism():
     assert not np.array_equal(other.raw(4)[0], canvas)
     x, y, box = ds[4]
     assert x.shape == (1, 64, 64) and box.tolist() == [x0, y0, x1, y1]
+    whole = ds.materialise()  # the in-memory copy equals the samples drawn one by one
+    xs, ys = whole.tensors(torch.tensor([4, 7]))
+    torch.testing.assert_close(xs[0], x)
+    assert ys.tolist() == [4, 7] and torch.equal(whole.ground_truth([4, 7])["boxes"],
+                                                 ds.ground_truth([4, 7])["boxes"])
+    with pytest.raises(ValueError, match=r"boxes must be \(N, 4\)"):
+        BoxedDataset(whole.images, whole.labels, whole.boxes[:3], whole.info)
 
 
 # ------------------------------------------------------------------- real data (CI has it)
@@ -189,6 +197,9 @@ def test_real_mnist(real_data_dir):
     assert len(load_dataset("mnist", "train", real_data_dir)) == 60000
     cm = ClutteredMNIST(te.images[:50], te.labels[:50])
     assert cm[0][0].shape == (1, 64, 64)
+    reg = load_dataset("cluttered_mnist", "test", real_data_dir)  # the registered data set
+    assert reg.images.shape == (10000, 1, 64, 64) and reg.info.name == "cluttered_mnist"
+    assert torch.equal(reg.labels, te.labels) and reg.ground_truth([0])["boxes"].shape == (1, 4)
 
 
 def test_real_cifar10_test_split(real_data_dir):
@@ -220,3 +231,19 @@ def test_data_dir_setting(tmp_path, monkeypatch):
     assert data_dir() == tmp_path and data_dir(tmp_path / "..") == tmp_path / ".."
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data_dir(tmp_path / "missing")
+
+
+def test_digits_cache_gives_the_split_scikit_learn_gives(tmp_path, monkeypatch):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    monkeypatch.setenv("ATTRLAB_CACHE_DIR", str(tmp_path))
+    first = digits("train")  # computed with scikit-learn, then cached
+    assert len(list(tmp_path.glob("digits-sklearn*.npz"))) == 1
+    again, test = digits("train"), digits("test")  # from the cache
+    assert torch.equal(first.images, again.images) and torch.equal(first.labels, again.labels)
+    d = load_digits()
+    _, te = train_test_split(range(len(d.target)), test_size=0.25, random_state=0,
+                             stratify=d.target)
+    assert test.labels.tolist() == d.target[te].tolist() and test.images.shape == (450, 1, 8, 8)
+    assert test.images.dtype == torch.uint8 and test.labels.dtype == torch.int64

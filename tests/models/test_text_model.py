@@ -67,8 +67,9 @@ def test_fit_text_learns_writes_vocab_and_resumes_identically(tmp_path, monkeypa
         torch.manual_seed(0)
         return LSTMClassifier(len(tr.vocab), embed_dim=8, hidden=16, num_layers=2)
 
-    meta = train.fit_text(model(), tr, te, RECIPE, tmp_path / "full.pt", seed=0, progress=False)
-    loaded, meta2 = load_checkpoint(tmp_path / "full.pt")
+    out = tmp_path / "new" / "folder" / "full.pt"  # folders made as needed
+    meta = train.fit_text(model(), tr, te, RECIPE, out, seed=0, progress=False)
+    loaded, meta2 = load_checkpoint(out)
     assert meta2 == meta and meta["input_kind"] == "tokens" and meta["vocab"] == tr.vocab.itos
     assert meta["test_accuracy"] == train.text_accuracy(loaded, te) > 0.9
     assert Vocab.from_itos(meta["vocab"]).stoi == tr.vocab.stoi

@@ -7,7 +7,7 @@ variable ``ATTRLAB_DATA_DIR`` (``.ci/run`` points it at ``../shared/data``). Not
 downloaded.
 """
 
-from .cluttered import ClutteredMNIST
+from .cluttered import BoxedDataset, ClutteredMNIST, cluttered_mnist
 from .core import (
                    DATASETS,
                    DatasetInfo,
@@ -24,5 +24,6 @@ from .text import SST2, TEXT_DATASETS, Vocab, load_sst2, tokenize
 __all__ = [
     "DATASETS", "DatasetInfo", "NormalizedDataset", "cache_dir", "data_dir", "dataset_info",
     "load_dataset", "require_file", "cifar10", "cifar_python", "digits", "image_folder",
-    "mnist", "read_idx", "ClutteredMNIST", "SST2", "TEXT_DATASETS", "Vocab", "load_sst2", "tokenize",
+    "mnist", "read_idx", "ClutteredMNIST", "BoxedDataset", "cluttered_mnist", "SST2",
+    "TEXT_DATASETS", "Vocab", "load_sst2", "tokenize",
 ]

@@ -16,7 +16,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .core import DatasetInfo
+from .core import DATASETS, DatasetInfo, NormalizedDataset
+
+#: canvas size, clutter and seeds of the registered ``cluttered_mnist`` data set
+CANVAS, N_FRAGMENTS, FRAGMENT = 64, 6, 8
+SEEDS = {"train": 1, "test": 0}
+INFO = DatasetInfo("cluttered_mnist", 10, 1, CANVAS, (0.1307,), (0.3081,),
+                   tuple(map(str, range(10))))
 
 
 class ClutteredMNIST(Dataset):
@@ -43,6 +49,14 @@ class ClutteredMNIST(Dataset):
         self.seed, self.mean, self.std = seed, mean, std
         self.info = DatasetInfo("cluttered_mnist", 10, 1, size, (mean,), (std,),
                                 tuple(map(str, range(10))))
+
+    def materialise(self) -> BoxedDataset:
+        """Every sample as one in-memory :class:`BoxedDataset` (uint8 canvases, labels and
+        boxes; identical to the samples drawn one by one)."""
+        canvases, labels, boxes = zip(*(self.raw(i) for i in range(self.length)))
+        return BoxedDataset(torch.from_numpy(np.stack(canvases))[:, None],
+                            torch.tensor(labels), torch.tensor(boxes, dtype=torch.long),
+                            self.info)
 
     def __len__(self) -> int:
         return self.length
@@ -105,3 +119,33 @@ class ClutteredMNIST(Dataset):
         canvas, label, box = self.raw(i)
         x = (torch.from_numpy(canvas).float()[None] / 255.0 - self.mean) / self.std
         return x, label, torch.tensor(box)
+
+
+class BoxedDataset(NormalizedDataset):
+    """An in-memory image data set whose samples carry one box each (``(x0, y0, x1, y1)``,
+    exclusive upper corner, pixels): :meth:`ground_truth` gives them to metrics."""
+
+    def __init__(self, images: Tensor, labels: Tensor, boxes: Tensor, info: DatasetInfo) -> None:
+        super().__init__(images, labels, info)
+        if boxes.shape != (len(labels), 4):
+            raise ValueError(f"boxes must be (N, 4) for N = {len(labels)} samples, got "
+                             f"{tuple(boxes.shape)}")
+        self.boxes = boxes.long()
+
+    def ground_truth(self, indices: Tensor | Sequence[int] | None = None) -> dict[str, Tensor]:
+        """``{"boxes": (N, 4) long}`` of all (or the selected) samples."""
+        return {"boxes": self.boxes if indices is None else self.boxes[torch.as_tensor(indices)]}
+
+
+def cluttered_mnist(split: str = "test", data_dir_=None) -> BoxedDataset:
+    """Cluttered MNIST from the MNIST split of the same name: one sample per MNIST digit, a
+    64 x 64 canvas with 6 clutter fragments of 8 x 8 (seed 1 for train, 0 for test),
+    materialised in memory (about 4 KB a sample), with the digit boxes as ground truth."""
+    from .images import mnist
+
+    src = mnist(split, data_dir_)
+    return ClutteredMNIST(src.images, src.labels, size=CANVAS, n_fragments=N_FRAGMENTS,
+                          fragment=FRAGMENT, seed=SEEDS[split]).materialise()
+
+
+DATASETS["cluttered_mnist"] = (INFO, cluttered_mnist)

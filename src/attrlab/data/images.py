@@ -33,7 +33,21 @@ CIFAR10 = DatasetInfo("cifar10", 10, 3, 32, CIFAR_MEAN, CIFAR_STD, CIFAR10_CLASS
 
 def digits(split: str = "test", _data_dir=None, test_fraction: float = 0.25) -> NormalizedDataset:
     """scikit-learn's 1,797 real 8x8 hand-written digits (installed with scikit-learn, so the
-    embedded default needs no data directory). A fixed stratified split (seed 0): 75 % train."""
+    embedded default needs no data directory). A fixed stratified split (seed 0): 75 % train.
+    The split is cached in the cache directory (keyed by the scikit-learn version), so later
+    calls do not import scikit-learn."""
+    imgs, labels = _digits_split(split, test_fraction)
+    return NormalizedDataset(torch.from_numpy(imgs), torch.from_numpy(labels), DIGITS)
+
+
+def _digits_split(split: str, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, 1, 8, 8) images and int64 labels of one split of the digits."""
+    from importlib.metadata import version
+
+    path = cache_dir() / f"digits-sklearn{version('scikit-learn')}-{test_fraction:g}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z[f"{split}_images"], z[f"{split}_labels"]
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -41,9 +55,14 @@ def digits(split: str = "test", _data_dir=None, test_fraction: float = 0.25) -> 
     idx = np.arange(len(d.target))
     train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=0,
                                            stratify=d.target)
-    sel = train_idx if split == "train" else test_idx
-    imgs = np.rint(d.images[sel] / 16.0 * 255.0).astype(np.uint8)[:, None]
-    return NormalizedDataset(torch.from_numpy(imgs), torch.from_numpy(d.target[sel]), DIGITS)
+    out = {}
+    for name, sel in (("train", train_idx), ("test", test_idx)):
+        out[f"{name}_images"] = np.rint(d.images[sel] / 16.0 * 255.0).astype(np.uint8)[:, None]
+        out[f"{name}_labels"] = d.target[sel].astype(np.int64)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+    return out[f"{split}_images"], out[f"{split}_labels"]
 
 
 def read_idx(path: Path) -> np.ndarray:

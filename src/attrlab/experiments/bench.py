@@ -87,12 +87,13 @@ class BenchConfig:
 
 def versions() -> dict[str, str]:
     """Versions recorded in the report."""
+    from importlib.metadata import version
+
     import numpy
-    import torchvision
 
     from .. import __version__
     return {"attrlab": __version__, "torch": str(torch.__version__),
-            "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+            "torchvision": version("torchvision"), "numpy": numpy.__version__,
             "python": platform.python_version()}
 
 

@@ -287,6 +287,7 @@ def _resume(partial: Path, out: Path, model: nn.Module, opt: torch.optim.Optimiz
 def _save_partial(partial: Path, model: nn.Module, opt: torch.optim.Optimizer, sched,
                   gen: torch.Generator, epoch: int) -> None:
     """The resumable state after ``epoch`` epochs, written atomically."""
+    partial.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial.with_suffix(".tmp")
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "generator": gen.get_state(),
