@@ -170,7 +170,7 @@ def make_grid_figure(images: Tensor, maps: Mapping[str, Tensor],
         for j, (name, m) in enumerate(maps.items(), start=1):
             ax = axes[i, j]
             heat = to_heatmap(torch.as_tensor(m)[i])
-            vmin, vmax = color_limits(heat, signed[name], clip)
+            _, vmax = color_limits(heat, signed[name], clip)
             norm = heat / vmax
             if overlay:  # the input in muted grey, the map opaque where it is large
                 ax.imshow(0.15 + 0.7 * grey, cmap="gray", vmin=0, vmax=1,

@@ -9,7 +9,11 @@ import torch
 from torch import nn
 
 from attrlab import methods, metrics
-from attrlab.experiments.interop import QuantusStyle, explain_func, register_quantus_metric
+from attrlab.experiments.interop import (
+    QuantusStyle,
+    explain_func,
+    register_quantus_metric,
+)
 from attrlab.metrics.base import _METRICS
 
 

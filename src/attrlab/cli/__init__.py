@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"attrlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, adder, _) in COMMANDS.items():
+    for module, adder, _ in COMMANDS.values():
         getattr(importlib.import_module(f".{module}", __name__), adder)(sub)
     return p
 

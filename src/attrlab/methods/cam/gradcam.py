@@ -10,10 +10,15 @@ from torch import Tensor, nn
 
 from ...core.checks import get_module
 from ..base import Attribution, Option, as_args, boolean, register
-from ..layer.base import feature_block_layer, last_conv_name, layer_gradients, module_name
+from ..layer.base import (
+    feature_block_layer,
+    last_conv_name,
+    layer_gradients,
+    module_name,
+)
 from ..layer.gradcam import gradcam_map
 
-__all__ = ["GradCAM", "RESHAPE_TRANSFORMS", "last_conv_name", "upsample_to"]
+__all__ = ["RESHAPE_TRANSFORMS", "GradCAM", "last_conv_name", "upsample_to"]
 
 
 def tokens_to_map(t: Tensor) -> Tensor:
