@@ -48,6 +48,7 @@ class TopkLowkArea(CurveMetric):
     section 4.2.3, Table 3; higher is better; module docstring)."""
 
     name = "topk_lowk_area"
+    fast = False  # paper 05's metric: named, not in the default bench (its leaderboard stays)
     category = "faithfulness"
     higher_is_better = True
     cost_formula = "1 + 2K forward passes per sample (K fractions, top-k and low-k)"
