@@ -31,13 +31,32 @@ def load_images(paths: Sequence[str], meta: Mapping[str, Any]) -> Tensor:
             raise FileNotFoundError(f"image file {str(path)!r} not found")
         try:
             with Image.open(path) as im:
-                im = im.convert(mode)
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.Resampling.BILINEAR)
-                arr = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError) as err:
+                arr = _to_unit_array(im, mode, size)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             raise ValueError(f"cannot read image {str(path)!r}: {one_line(err)}") from err
         t = torch.from_numpy(arr.copy())
         t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)
         out.append((t - mean) / std)
     return torch.stack(out)
+
+
+def _to_unit_array(im: Any, mode: str, size: int) -> np.ndarray:
+    """A PIL image as float32 in [0, 1], converted to ``mode`` (L or RGB) and resized to
+    ``size`` x ``size``. 16-bit (and 32-bit integer) grayscale images are scaled by their
+    bit depth: PIL's ``convert("L")`` clips them at 255."""
+    from PIL import Image
+
+    if im.mode.startswith("I") or im.mode == "F":
+        full = 65535.0 if im.mode.startswith("I;16") or im.mode == "I" else 1.0
+        gray = np.asarray(im, dtype=np.float32)
+        if im.mode == "I" and gray.max(initial=0) > 65535:
+            full = float(2 ** 32 - 1)
+        g = Image.fromarray(np.clip(gray / full, 0.0, 1.0).astype(np.float32), mode="F")
+        if g.size != (size, size):
+            g = g.resize((size, size), Image.Resampling.BILINEAR)
+        arr = np.asarray(g, dtype=np.float32)
+        return arr if mode == "L" else np.repeat(arr[..., None], 3, axis=2)
+    im = im.convert(mode)
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.float32) / 255.0
