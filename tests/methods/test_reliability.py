@@ -283,3 +283,89 @@ def test_ig_internal_batch_size_below_the_batch_is_kept():
     handle.remove()
     assert max(rows) <= 2 and sum(rows) == 5 * 4
     torch.testing.assert_close(got, expected)
+
+
+# ---------------------------------------------------- Linear layers on channel-last tensors
+
+class ChannelLast(nn.Module):
+    """ConvNeXt's pattern: a pointwise Linear on (N, H, W, C), or the same map as a 1x1
+    convolution on (N, C, H, W) (``as_conv``)."""
+
+    def __init__(self, as_conv: bool) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.pw = nn.Linear(4, 4)
+        self.as_conv = as_conv
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        if self.as_conv:
+            w = self.pw.weight[:, :, None, None]
+            h = torch.nn.functional.conv2d(h, w, self.pw.bias)
+        else:
+            h = self.pw(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.head(torch.relu(h).mean((2, 3)))
+
+
+class Tokens(nn.Module):
+    """ViT's pattern: Linear layers on (N, T, C) tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.embed = nn.Linear(12, 6)
+        self.mlp = nn.Linear(6, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):  # (N, 3, 8, 8) -> 16 tokens of 2x2x3 pixels
+        t = x.unfold(2, 2, 2).unfold(3, 2, 2).permute(0, 2, 3, 1, 4, 5).reshape(x.shape[0], 16, 12)
+        t = torch.relu(self.mlp(torch.relu(self.embed(t))))
+        return self.head(t.mean(1))
+
+
+@pytest.mark.parametrize("name, opts", [("fullgrad", {}), ("ufg", {}), ("dga", {"n_steps": 3})])
+def test_linear_on_channel_last_tensors(name, opts):
+    """The bias of a Linear applies along the last dimension: on (N, H, W, C) it is a 1x1
+    convolution and gives the same map as one (a size mismatch was raised on ConvNeXt, Swin
+    and ViT); on (N, T, C) tokens it enters the completeness terms."""
+    x = torch.rand(2, 3, 8, 8)
+    last = methods.get(name, ChannelLast(as_conv=False).eval(), **opts).attribute(x, target=1)
+    assert last.shape == x.shape and torch.isfinite(last).all()
+    tokens = methods.get(name, Tokens().eval(), **opts).attribute(x, target=2)
+    assert tokens.shape == x.shape and torch.isfinite(tokens).all()
+
+
+def test_fullgrad_completeness_with_channel_last_and_token_linears():
+    from attrlab.methods.cam.fullgrad import FullGrad
+    x = torch.rand(2, 3, 8, 8)
+    for model in (ChannelLast(as_conv=False).eval(), Tokens().eval()):
+        terms = FullGrad(model).decompose(x, target=1)
+        total = terms.input_term.flatten(1).sum(1) + sum(b.flatten(1).sum(1)
+                                                         for b in terms.bias_terms)
+        torch.testing.assert_close(total, model(x)[:, 1], rtol=1e-4, atol=1e-5)
+
+
+class ChannelLastConv(ChannelLast):
+    """The channel-last model's pointwise layer as a real 1x1 Conv2d module."""
+
+    def __init__(self) -> None:
+        super().__init__(as_conv=True)
+        self.pwc = nn.Conv2d(4, 4, 1)
+        with torch.no_grad():
+            self.pwc.weight.copy_(self.pw.weight[:, :, None, None])
+            self.pwc.bias.copy_(self.pw.bias)
+        del self.pw
+
+    def forward(self, x):
+        h = torch.relu(self.pwc(torch.relu(self.stem(x))))
+        return self.head(h.mean((2, 3)))
+
+
+@pytest.mark.parametrize("name", ["fullgrad", "ufg"])
+def test_channel_last_linear_equals_a_1x1_conv(name):
+    x = torch.rand(2, 3, 8, 8)
+    a = methods.get(name, ChannelLast(as_conv=False).eval()).attribute(x, target=0)
+    b = methods.get(name, ChannelLastConv().eval()).attribute(x, target=0)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

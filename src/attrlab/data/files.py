@@ -41,8 +41,8 @@ def load_image(item: Any, channels: int, size: int, resize: int | None = None) -
         try:
             with Image.open(path) as im:
                 im.load()
-                img = im.convert(mode)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
+                img = _eight_bit(im).convert(mode)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             raise ValueError(f"cannot read image {str(path)!r}: {one_line(err)}") from err
     elif isinstance(item, np.ndarray):
         arr = item[..., 0] if item.ndim == 3 and item.shape[-1] == 1 else item
@@ -206,3 +206,17 @@ def from_torch_dataset(data: Any, name: str = "dataset", limit: int | None = Non
     k = len(names) or int(labels.max()) + 1
     info = _info(name, names, x, mean or [0.0] * x.shape[1], std or [1.0] * x.shape[1], k)
     return InputsDataset(x, labels, info)
+
+
+def _eight_bit(im: Any) -> Any:
+    """16-bit (and 32-bit integer or float) grayscale PIL images scaled by their bit depth to
+    an 8-bit ``L`` image (PIL's ``convert("L")`` clips them at 255); others as they are."""
+    from PIL import Image
+
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return im
+    full = 65535.0 if im.mode.startswith("I;16") or im.mode == "I" else 1.0
+    gray = np.asarray(im, dtype=np.float32)
+    if im.mode == "I" and gray.max(initial=0) > 65535:
+        full = float(2 ** 32 - 1)
+    return Image.fromarray(np.rint(np.clip(gray / full, 0.0, 1.0) * 255.0).astype(np.uint8), "L")

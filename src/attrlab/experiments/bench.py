@@ -224,7 +224,7 @@ def resolve(cfg: BenchConfig, with_metrics: bool = True, model: torch.nn.Module 
         raise ValueError(f"target must be 'label' or 'pred', got {cfg.target!r}")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {cfg.batch_size!r}")
-    for key in ("methods", "metrics"):
+    for key in ("methods", "metrics") if with_metrics else ("methods",):
         if getattr(cfg, key) is not None and not getattr(cfg, key):
             raise ValueError(f"{key} is empty (leave it out for every one)")
     check_device(cfg.device)

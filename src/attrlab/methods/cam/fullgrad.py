@@ -68,7 +68,11 @@ def _bias_gradients(attr: Attribution, inputs: Tensor, target: Tensor, args: tup
     with torch.enable_grad(), capture_output_grads({k: m for k, (m, _) in layers.items()}) as rec:
         sel = select_target(attr.forward(x, *args), target)
         (grad_x,) = torch.autograd.grad(sel.sum(), x)
-    pairs = [(g, layers[name][1]) for name, gs in rec.items() for g in gs if g is not None]
+    # a Linear adds its bias along the last dimension: on (N, ..., C) (ConvNeXt's and Swin's
+    # channel-last maps, ViT's tokens) its gradient is moved to channel-first (N, C, ...),
+    # the layout of every other layer (on (N, H, W, C) the Linear is a 1x1 convolution)
+    pairs = [(g.movedim(-1, 1) if isinstance(layers[name][0], nn.Linear) and g.dim() > 2
+              else g, layers[name][1]) for name, gs in rec.items() for g in gs if g is not None]
     return grad_x, pairs, sel.detach()
 
 
@@ -100,8 +104,10 @@ class FullGrad(Attribution):
     bias-gradient map bilinearly upsampled (align_corners=True) to the input size.
 
     As in the authors' code only layers whose output keeps the input's spatial layout
-    (convolutions and BatchNorm) enter the map; biases of Linear layers are part of the
-    completeness decomposition (:meth:`decompose`) but not of the map. BatchNorm's implied
+    (convolutions and BatchNorm) enter the map; a Linear on a channel-last (N, H, W, C) map
+    (ConvNeXt, Swin) is a 1x1 convolution and enters it too; biases of other Linear layers
+    (on (N, C) or on (N, T, C) tokens) are part of the completeness decomposition
+    (:meth:`decompose`) but not of the map. BatchNorm's implied
     bias is included. The map has one channel and is broadcast over the input channels.
     """
 
