@@ -83,7 +83,11 @@ class ExtremalPerturbation(Attribution):
     ``attribute`` returns the sum of the masks over the areas (TorchRay's benchmark
     saliency; the mask itself for one area), broadcast over channels; :meth:`masks` returns
     one mask per area, shape (len(areas), N, 1, H, W). All samples and areas of a batch are
-    optimised together: iterations x len(areas) forward+backward passes per sample.
+    optimised together: iterations x len(areas) forward+backward passes per sample. The
+    masks are those after the last step (TorchRay returns the masks of its last step's
+    parameters, before that step's update: its ``max_iter`` k + 1 gives our k), and the sort
+    of the area penalty is stable, so tied mask values (all of them at the start) are
+    ranked by position, the same in a batch as alone.
     """
 
     name = "extremal_perturbation"
