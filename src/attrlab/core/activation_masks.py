@@ -159,6 +159,15 @@ def prune_masks(scores: Sequence[Tensor], percentage: float | Tensor) -> list[Te
     return _split((pooled > t).to(pooled.dtype), scores)
 
 
+def _masks_sorted(scores: Sequence[Tensor], pooled: Tensor, ordered: Tensor, percentage: float
+                  ) -> list[Tensor]:
+    """:func:`prune_masks` from pooled scores already sorted per sample (many percentages)."""
+    k = prune_count(percentage, pooled.shape[1])
+    if k == 0:
+        return [torch.ones_like(s) for s in scores]
+    return _split((pooled > ordered[:, k - 1:k]).to(pooled.dtype), scores)
+
+
 def pruned_forward(forward: Forward, inputs: Tensor, masks: Sequence[Tensor], args: tuple = (),
                    who: str = "pruning") -> Tensor:
     """The model's outputs with the l-th ReLU call's output multiplied by ``masks[l]``.
@@ -191,9 +200,7 @@ def changes_at(forward: Forward, inputs: Tensor, target: Tensor,
     ordered = pooled.sort(dim=1).values  # one sort serves every percentage
     cols = []
     for p in percentages:
-        k = prune_count(float(p), pooled.shape[1])
-        keep = pooled > ordered[:, k - 1:k] if k > 0 else torch.ones_like(pooled, dtype=torch.bool)
-        masks = _split(keep.to(pooled.dtype), scores)
+        masks = _masks_sorted(scores, pooled, ordered, float(p))
         out = pruned_forward(forward, inputs, masks, args, who)
         cols.append(relative_output_change(select_target(out, target), y))
     return torch.stack(cols, dim=1)
@@ -241,9 +248,11 @@ def iterative_percentage(forward: Forward, inputs: Tensor, target: Tensor,
     best = torch.zeros(n, dtype=torch.float64, device=inputs.device)
     done = torch.zeros(n, dtype=torch.bool, device=inputs.device)
     steps = int(math.floor(100.0 / step + 1e-9))
+    pooled = _pooled(scores)
+    ordered = pooled.sort(dim=1).values  # one sort, then a comparison per step
     for i in range(1, steps + 1):
         p = i * step
-        out = pruned_forward(forward, inputs, prune_masks(scores, p), args, who)
+        out = pruned_forward(forward, inputs, _masks_sorted(scores, pooled, ordered, p), args, who)
         ok = relative_output_change(select_target(out, target), original) <= threshold
         done |= ~ok
         best = torch.where(done, best, torch.full_like(best, p))
