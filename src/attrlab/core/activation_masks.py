@@ -31,7 +31,8 @@ pruned pass runs under ``torch.no_grad``).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -134,7 +135,7 @@ def prune_count(percentage: float | Tensor, total: int) -> Tensor | int:
     """k = floor(percentage / 100 * total): how many of ``total`` pooled elements to prune."""
     if isinstance(percentage, Tensor):
         return torch.floor(percentage.double() / 100.0 * total).long().clamp(0, total)
-    return min(total, max(0, int(math.floor(percentage / 100.0 * total + 1e-9))))
+    return min(total, max(0, math.floor(percentage / 100.0 * total + 1e-9)))
 
 
 def prune_masks(scores: Sequence[Tensor], percentage: float | Tensor) -> list[Tensor]:
@@ -222,7 +223,7 @@ def calibrate_percentage(mean_change: Callable[[Sequence[float]], Tensor], thres
         return 0.0, c_lo
     c_hi = math.nan
     for step in levels:
-        grid = [min(hi, lo + step * i) for i in range(1, int(round((hi - lo) / step)) + 1)]
+        grid = [min(hi, lo + step * i) for i in range(1, round((hi - lo) / step) + 1)]
         changes = mean_change(grid).tolist()
         above = [i for i, c in enumerate(changes) if c >= threshold]
         if not above:
@@ -247,7 +248,7 @@ def iterative_percentage(forward: Forward, inputs: Tensor, target: Tensor,
     n = inputs.shape[0]
     best = torch.zeros(n, dtype=torch.float64, device=inputs.device)
     done = torch.zeros(n, dtype=torch.bool, device=inputs.device)
-    steps = int(math.floor(100.0 / step + 1e-9))
+    steps = math.floor(100.0 / step + 1e-9)
     pooled = _pooled(scores)
     ordered = pooled.sort(dim=1).values  # one sort, then a comparison per step
     for i in range(1, steps + 1):
