@@ -25,9 +25,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from benchmarks.suite import CLOCKS, TARGET_FLOOR, CallRecorder, build, make_floor, time_pair  # noqa: E402
-
-from attrlab import methods  # noqa: E402
+from attrlab import methods
+from benchmarks.suite import (
+    CLOCKS,
+    TARGET_FLOOR,
+    CallRecorder,
+    build,
+    make_floor,
+    time_pair,
+)
 
 VARIANTS = {"prunegrad": ("prunegrad", {}), "prunepgd": ("prunepgd", {}),
             "prunepgd (5 iterations)": ("prunepgd", {"iterations": 5}),
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     fitted = methods.get("prunegrad", model).fit(fit_data.to(args.device)).state_dict()
     clock = CLOCKS[args.clock]
     if args.device != "cpu":
-        def clock() -> float:  # noqa: F811 - the device's work must be finished
+        def clock() -> float:
             torch.cuda.synchronize()
             return time.perf_counter()
     rows = []
@@ -78,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{torch.get_num_threads()}; clock {args.clock}; {args.repeats} rounds (median); "
             f"pruned {fitted['percentage']:.1f} % (fit on {fit_data.shape[0]} noise images)")
     md = ["# PruneGrad / PrunePGD against their floor", "", head, "",
-          "| variant | method s | floor s | method/floor | model calls | with backward | "
-          "cost (registry) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+          ("| variant | method s | floor s | method/floor | model calls | with backward | "
+           "cost (registry) |"), "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     md += [f"| {r['variant']} | {r['method_s']:.4f} | {r['floor_s']:.4f} | {r['ratio']:.2f}"
            f"{' (miss)' if r['ratio'] > TARGET_FLOOR else ''} | {r['calls']} | "
            f"{r['backward_calls']} | {r['cost']:g} |" for r in rows]

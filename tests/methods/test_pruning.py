@@ -51,7 +51,7 @@ def test_scores_and_one_global_threshold_per_sample_closed_form():
     net = Tiny()
     x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     t = torch.tensor([0, 1, 0, 1, 1, 0])
-    a1, a2, g1, g2, z1, z2, (A, B, C) = closed_form(net, x, t)
+    a1, a2, g1, g2, _, _, _ = closed_form(net, x, t)
     scores, y = relu_importance(net, x, t)
     torch.testing.assert_close(scores[0], (a1 * g1).abs())
     torch.testing.assert_close(scores[1], (a2 * g2).abs())
@@ -77,7 +77,7 @@ def test_prunegrad_is_the_gradient_of_the_pruned_network_closed_form():
     net = Tiny()
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     t = torch.tensor([1, 0, 0, 1])
-    a1, a2, g1, g2, z1, z2, (A, B, C) = closed_form(net, x, t)
+    a1, _, _, _, z1, z2, (A, B, C) = closed_form(net, x, t)
     m1, m2 = prune_masks(relu_importance(net, x, t)[0], 40.0)
     # d/dx of C_t (m2 * relu(B (m1 * relu(A x))))
     d2 = C[t] * m2 * (z2 > 0)
@@ -188,7 +188,7 @@ def test_iterative_variant_stops_at_the_last_percentage_within_the_threshold():
     scores, y = relu_importance(net, x, t)
     p = iterative_percentage(net, x, t, scores, y, 0.1, step=5.0)
     for i in range(4):
-        def change(q):
+        def change(q, i=i):
             with torch.no_grad():
                 out = pruned_forward(net, x[i:i + 1], prune_masks([s[i:i + 1] for s in scores], q))
             return relative_output_change(out[0, t[i]], y[i]).item()

@@ -31,7 +31,8 @@ pruned pass runs under ``torch.no_grad``).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -134,7 +135,7 @@ def prune_count(percentage: float | Tensor, total: int) -> Tensor | int:
     """k = floor(percentage / 100 * total): how many of ``total`` pooled elements to prune."""
     if isinstance(percentage, Tensor):
         return torch.floor(percentage.double() / 100.0 * total).long().clamp(0, total)
-    return min(total, max(0, int(math.floor(percentage / 100.0 * total + 1e-9))))
+    return min(total, max(0, math.floor(percentage / 100.0 * total + 1e-9)))
 
 
 def prune_masks(scores: Sequence[Tensor], percentage: float | Tensor) -> list[Tensor]:
@@ -157,6 +158,15 @@ def prune_masks(scores: Sequence[Tensor], percentage: float | Tensor) -> list[Te
     else:
         t = pooled.kthvalue(k, dim=1, keepdim=True).values
     return _split((pooled > t).to(pooled.dtype), scores)
+
+
+def _masks_sorted(scores: Sequence[Tensor], pooled: Tensor, ordered: Tensor, percentage: float
+                  ) -> list[Tensor]:
+    """:func:`prune_masks` from pooled scores already sorted per sample (many percentages)."""
+    k = prune_count(percentage, pooled.shape[1])
+    if k == 0:
+        return [torch.ones_like(s) for s in scores]
+    return _split((pooled > ordered[:, k - 1:k]).to(pooled.dtype), scores)
 
 
 def pruned_forward(forward: Forward, inputs: Tensor, masks: Sequence[Tensor], args: tuple = (),
@@ -191,9 +201,7 @@ def changes_at(forward: Forward, inputs: Tensor, target: Tensor,
     ordered = pooled.sort(dim=1).values  # one sort serves every percentage
     cols = []
     for p in percentages:
-        k = prune_count(float(p), pooled.shape[1])
-        keep = pooled > ordered[:, k - 1:k] if k > 0 else torch.ones_like(pooled, dtype=torch.bool)
-        masks = _split(keep.to(pooled.dtype), scores)
+        masks = _masks_sorted(scores, pooled, ordered, float(p))
         out = pruned_forward(forward, inputs, masks, args, who)
         cols.append(relative_output_change(select_target(out, target), y))
     return torch.stack(cols, dim=1)
@@ -215,7 +223,7 @@ def calibrate_percentage(mean_change: Callable[[Sequence[float]], Tensor], thres
         return 0.0, c_lo
     c_hi = math.nan
     for step in levels:
-        grid = [min(hi, lo + step * i) for i in range(1, int(round((hi - lo) / step)) + 1)]
+        grid = [min(hi, lo + step * i) for i in range(1, round((hi - lo) / step) + 1)]
         changes = mean_change(grid).tolist()
         above = [i for i, c in enumerate(changes) if c >= threshold]
         if not above:
@@ -240,10 +248,12 @@ def iterative_percentage(forward: Forward, inputs: Tensor, target: Tensor,
     n = inputs.shape[0]
     best = torch.zeros(n, dtype=torch.float64, device=inputs.device)
     done = torch.zeros(n, dtype=torch.bool, device=inputs.device)
-    steps = int(math.floor(100.0 / step + 1e-9))
+    steps = math.floor(100.0 / step + 1e-9)
+    pooled = _pooled(scores)
+    ordered = pooled.sort(dim=1).values  # one sort, then a comparison per step
     for i in range(1, steps + 1):
         p = i * step
-        out = pruned_forward(forward, inputs, prune_masks(scores, p), args, who)
+        out = pruned_forward(forward, inputs, _masks_sorted(scores, pooled, ordered, p), args, who)
         ok = relative_output_change(select_target(out, target), original) <= threshold
         done |= ~ok
         best = torch.where(done, best, torch.full_like(best, p))

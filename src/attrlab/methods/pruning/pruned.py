@@ -5,7 +5,8 @@ batch. The activation-mask machinery itself is :mod:`attrlab.core.activation_mas
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -100,11 +101,11 @@ class PrunedNetworkAttribution(Attribution):
         return options["percentage"] is not None or options["calibration"] == "iterative"
 
     def _data_hint(self) -> str:
-        return (f" on validation data (it calibrates the pruning percentage), or pass "
-                f"percentage= or calibration='iterative'")
+        return (" on validation data (it calibrates the pruning percentage), or pass "
+                "percentage= or calibration='iterative'")
 
     def fit(self, data: Any, *, generator: torch.Generator | None = None
-            ) -> "PrunedNetworkAttribution":
+            ) -> PrunedNetworkAttribution:
         """Choose the pruning percentage on ``data`` (a tensor batch, or a data set with
         ``len`` and ``tensors(indices)``): the percentage whose mean relative change of the
         predicted class's logit, |f_p(x) - f(x)| / |f(x)|, equals ``output_change`` (paper 03,
@@ -147,7 +148,7 @@ class PrunedNetworkAttribution(Attribution):
         return {"percentage": self.fitted_percentage, "mean_change": self.fitted_change,
                 "output_change": self.fitted_threshold}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> "PrunedNetworkAttribution":
+    def load_state_dict(self, state: Mapping[str, Any]) -> PrunedNetworkAttribution:
         keys = {"percentage", "mean_change", "output_change"}
         if set(state) != keys:
             raise ValueError(f"{self.name} state must have keys {sorted(keys)}, got "
