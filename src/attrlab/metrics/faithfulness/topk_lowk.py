@@ -50,6 +50,7 @@ class TopkLowkArea(CurveMetric):
     name = "topk_lowk_area"
     category = "faithfulness"
     higher_is_better = True
+    fast = False  # 1 + 2K passes (23 by default): not in attrlab bench's default set
     cost_formula = "1 + 2K forward passes per sample (K fractions, top-k and low-k)"
 
     def __init__(self, fractions: Sequence[float] | Tensor | None = None, *,
