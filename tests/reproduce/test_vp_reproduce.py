@@ -49,9 +49,9 @@ def test_quick_reproduction_with_the_shipped_explainers(real_data_dir, tmp_path,
     # deterministic: a fresh folder gives the same numbers
     again = tmp_path / "again"
     reproduce(again, quick=True, progress=False, data_dir=str(real_data_dir),
-              only="perturbation,stability")
+              only="perturbation")
     res2 = json.loads((again / "results.json").read_text())
-    assert res2["perturbation"] == res["perturbation"] and res2["stability"] == res["stability"]
+    assert res2["perturbation"] == res["perturbation"]
 
 
 def test_quick_reproduction_trains_its_explainers(real_data_dir, tmp_path):

@@ -1,6 +1,6 @@
 """Evaluation metrics for attributions: a registry of per-sample, batched metrics in category
-folders (``faithfulness``, ``randomisation``; ``localisation`` and ``robustness`` are the homes
-of the next categories), one protocol for all (:mod:`attrlab.metrics.base`: ``compute`` /
+folders (``faithfulness``, ``randomisation``, ``robustness``; ``localisation`` is the home of
+the next category), one protocol for all (:mod:`attrlab.metrics.base`: ``compute`` /
 ``compute_many`` -> :class:`MetricResult`, class metadata, ground truth).
 Remove-and-retrain is an experiment: :mod:`attrlab.experiments.roar`."""
 

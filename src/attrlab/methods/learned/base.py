@@ -6,6 +6,7 @@ declare their options and implement ``_loss(explainer, x, generator)``."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, ClassVar, Mapping
 
 import torch
@@ -27,6 +28,10 @@ def power_of_two(name: str, value: Any) -> int:
 
 def steps_or_none(name: str, value: Any) -> int | None:
     return None if value is None else positive_int(name, value)
+
+
+def bool_or_none(name: str, value: Any) -> bool | None:
+    return None if value is None else boolean(name, value)
 
 
 class LearnedExplainer(Attribution):
@@ -52,7 +57,8 @@ class LearnedExplainer(Attribution):
         "batch_size": Option(64, positive_int, "training batch size"),
         "lr": Option(1e-3, number_in(0.0, math.inf, lo_open=True), "Adam learning rate"),
         "save_every": Option(200, positive_int, "steps between checkpoints in fit"),
-        "progress": Option(True, boolean, "progress bar in fit"),
+        "progress": Option(None, bool_or_none, "progress bar in fit (None: when stderr is a "
+                           "terminal)"),
     }
 
     def __init__(self, model: nn.Module, **options: Any) -> None:
@@ -138,7 +144,8 @@ class LearnedExplainer(Attribution):
             info = train_loop(explainer, batches, step, gen, epochs=o["epochs"], lr=o["lr"],
                               max_steps=o["max_steps"], checkpoint=checkpoint,
                               save_every=o["save_every"], config={**cfg, **recipe},
-                              progress=o["progress"], desc=f"{self.name} fit (m={m})")
+                              progress=sys.stderr.isatty() if o["progress"] is None
+                              else o["progress"], desc=f"{self.name} fit (m={m})")
         explainer.eval().requires_grad_(False)
         self.explainers[m], self.configs[m] = explainer, {**cfg, **info}
         return self

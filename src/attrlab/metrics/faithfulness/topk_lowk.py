@@ -48,9 +48,9 @@ class TopkLowkArea(CurveMetric):
     section 4.2.3, Table 3; higher is better; module docstring)."""
 
     name = "topk_lowk_area"
-    fast = False  # paper 05's metric: named, not in the default bench (its leaderboard stays)
     category = "faithfulness"
     higher_is_better = True
+    fast = False  # 1 + 2K passes (23 by default): not in attrlab bench's default set
     cost_formula = "1 + 2K forward passes per sample (K fractions, top-k and low-k)"
 
     def __init__(self, fractions: Sequence[float] | Tensor | None = None, *,

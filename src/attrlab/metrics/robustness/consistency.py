@@ -92,7 +92,7 @@ class Consistency(Metric):
     category = "robustness"
     higher_is_better = True
     needs_method = True
-    fast = False  # needs a mask-based method; not in the default bench
+    fast = False  # needs a mask-based method: not in attrlab bench's default set
     cost_formula = "one method call per sample and distinct size in pairs, no own passes"
 
     def __init__(self, pairs: Sequence[Sequence[int]] = MNIST_PAIRS, similarity: str = "ssim",
