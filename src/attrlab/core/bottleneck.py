@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import data_inputs
 from .hooks import HookSet
 from .optimise import optimise
 
@@ -158,16 +159,7 @@ def sample_batches(data: Any, n_samples: int, batch_size: int,
         raise ValueError("the data set is empty")
     pick = torch.randperm(n, generator=generator)[:n_samples]
     for i in range(0, len(pick), batch_size):
-        idx = pick[i:i + batch_size]
-        if isinstance(data, Tensor):
-            x = data[idx.to(data.device)]
-        elif hasattr(data, "tensors"):
-            x, _ = data.tensors(idx)
-        else:
-            x = torch.stack([torch.as_tensor(data[int(j)][0]) for j in idx])
-        if not x.is_floating_point():
-            raise TypeError(f"the data's inputs must be floating point, got {x.dtype}")
-        yield x
+        yield data_inputs(data, pick[i:i + batch_size])
 
 
 def estimate_layer_statistics(forward: Callable[..., Tensor], module: nn.Module,

@@ -8,7 +8,7 @@ that names the problem.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -156,6 +156,22 @@ def get_module(model: nn.Module, layer: str | nn.Module) -> nn.Module:
         hint = f"; did you mean one of {close}?" if close else ""
         raise ValueError(f"the model has no layer named {layer!r}{hint}")
     return modules[layer]
+
+
+def data_inputs(data: Any, indices: Tensor, who: str = "") -> Tensor:
+    """The float inputs of samples ``indices`` of ``data``: a tensor batch, an attrlab data
+    set (``tensors(indices)``) or a sequence of ``(input, ...)`` items, as methods that
+    ``fit`` on data take it; a ``TypeError`` when they are not floating point."""
+    if isinstance(data, Tensor):
+        x = data[indices.to(data.device)]
+    elif hasattr(data, "tensors"):
+        x, _ = data.tensors(indices)
+    else:
+        x = torch.stack([torch.as_tensor(data[int(i)][0]) for i in indices])
+    if not x.is_floating_point():
+        raise TypeError(f"{who + ': ' if who else ''}the data's inputs must be floating point, "
+                        f"got {x.dtype}")
+    return x
 
 
 def check_batch_size(name: str, value: int | None) -> int | None:

@@ -25,7 +25,6 @@ spread (standard deviation over seeds). The record (``record.sqlite``) keeps eve
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from pathlib import Path

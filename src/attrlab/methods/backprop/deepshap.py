@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from ...core.checks import check_like
+from ...core.checks import check_like, data_inputs
 from ...core.rules import Composite
 from ..base import (
     Attribution,
@@ -92,14 +92,7 @@ class DeepLiftShap(Attribution):
         if n < 1:
             raise ValueError("deepshap.fit: the data set is empty")
         pick = torch.randperm(n, generator=gen)[: self.defaults["n_baselines"]]
-        if isinstance(data, Tensor):
-            b = data[pick.to(data.device)]
-        elif hasattr(data, "tensors"):
-            b, _ = data.tensors(pick)
-        else:
-            b = torch.stack([torch.as_tensor(data[int(i)][0]) for i in pick])
-        if not b.is_floating_point():
-            raise TypeError(f"deepshap.fit: the data's inputs must be floating point, got {b.dtype}")
+        b = data_inputs(data, pick, "deepshap.fit")
         self.fitted_baselines = b.detach()
         return self
 

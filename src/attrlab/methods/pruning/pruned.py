@@ -19,6 +19,7 @@ from ...core.activation_masks import (
     prune_masks,
     relu_importance,
 )
+from ...core.checks import data_inputs
 from ..base import (
     Attribution,
     Option,
@@ -117,15 +118,7 @@ class PrunedNetworkAttribution(Attribution):
         if n < 1:
             raise ValueError(f"{self.name}.fit: the data set is empty")
         pick = torch.randperm(n, generator=gen)[: opts["calibration_samples"]].sort().values
-        if isinstance(data, Tensor):
-            x = data[pick.to(data.device)]
-        elif hasattr(data, "tensors"):
-            x, _ = data.tensors(pick)
-        else:
-            x = torch.stack([torch.as_tensor(data[int(i)][0]) for i in pick])
-        if not x.is_floating_point():
-            raise TypeError(f"{self.name}.fit: the data's inputs must be floating point, "
-                            f"got {x.dtype}")
+        x = data_inputs(data, pick, f"{self.name}.fit")
         device = model_device(self.forward_func)
         x = x.detach().to(device) if device is not None else x.detach()
         with self.guard():
