@@ -216,6 +216,9 @@ def explain(model: nn.Module, x: Tensor, labels: Tensor | None, method_names: Se
     from ..viz import CELL_INCHES
 
     cell = CELL_INCHES if x.shape[-1] < 64 else 2.2  # photos get larger cells
-    plot_grid(images, maps, signed, row_titles(preds, labels, meta), out / PNG_NAME,
-              overlay=overlay, title=what, cell_inches=cell)
+    # layer-based methods' columns name the layer they used, e.g. "gradcam (layer4)"
+    shown = {f"{k} ({run.layers[k]})" if k in run.layers else k: k for k in maps}
+    plot_grid(images, {t: maps[k] for t, k in shown.items()},
+              {t: signed[k] for t, k in shown.items()}, row_titles(preds, labels, meta),
+              out / PNG_NAME, overlay=overlay, title=what, cell_inches=cell)
     return maps
