@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from ...core.checks import data_inputs
+
 
 class ConvExplainer(nn.Module):
     """``depth`` conv layers, the first ``log2(upsample)`` with stride 2: (N, C, H, W) ->
@@ -105,15 +107,12 @@ class Batches:
             return None
         return torch.randperm(len(self.data), generator=generator, device=generator.device).cpu()
 
-    def _take(self, idx: Tensor) -> Tensor:
-        if isinstance(self.data, Tensor):
-            return self.data[idx.to(self.data.device)]
-        return self.data.tensors(idx)[0]
-
     def epoch(self, order: Tensor | None, start: int = 0) -> Iterator[tuple[int, Tensor]]:
         if order is not None:
             for pos in range(start, len(self)):
-                yield pos, self._take(order[pos * self.batch_size:(pos + 1) * self.batch_size])
+                yield pos, data_inputs(self.data,
+                                       order[pos * self.batch_size:(pos + 1) * self.batch_size],
+                                       "fit")
             return
         for pos, batch in enumerate(self.data):
             if pos < start:
